@@ -1,0 +1,1 @@
+"""Contacts: the register of organisations, people and premises; staff users and tokens."""

@@ -1,0 +1,1 @@
+"""Newsletter: lists, subscribers with consent proof, campaigns and automated newsletters."""

@@ -1,0 +1,1 @@
+"""Newsletter's payloads: In (requests), Out (responses), QueryArgs."""

@@ -1,0 +1,1 @@
+"""Newsletter's use cases. Each takes a session and plain values and owns its transaction."""

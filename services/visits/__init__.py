@@ -1,0 +1,1 @@
+"""Visits: outreach visits and follow-ups; trainings with registrations and calendar files."""

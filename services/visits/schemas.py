@@ -1,0 +1,1 @@
+"""Visits's payloads: In (requests), Out (responses), QueryArgs."""

@@ -1,0 +1,174 @@
+"""The API base on flask-smorest: OpenAPI document, offline Swagger UI, strict JSON parsing,
+problem+json errors and paginated lists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import flask_smorest
+import marshmallow as ma
+import swagger_ui_bundle
+from flask import Flask, Response, send_from_directory
+from flask.typing import ResponseReturnValue
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
+
+from shared.auth import require_roles
+from shared.problems import http_exception_problem, problem
+
+API_PREFIX = "/api/v1"
+SWAGGER_ASSETS = "/api/docs/assets/"
+JSON_MIMETYPES = ("application/json",)
+
+
+class StrictParser(FlaskParser):
+    """JSON bodies must say they are JSON (415 otherwise); malformed JSON is a 400."""
+
+    DEFAULT_VALIDATION_STATUS = 422
+
+    def load_json(self, req: Any, schema: ma.Schema) -> Any:
+        has_body = bool(req.content_length) or bool(req.get_data(cache=True))
+        if has_body and not (req.mimetype == "application/json" or req.mimetype.endswith("+json")):
+            flask_smorest.abort(415, message="Send the body as application/json.")
+        return super().load_json(req, schema)
+
+    def _handle_invalid_json_error(
+        self, error: Exception, req: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        flask_smorest.abort(400, message="The body is not valid JSON.")
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = StrictParser()
+
+    def auth(self, roles: Iterable[str]) -> Callable[[Any], Any]:
+        """Require a bearer token with one of ``roles``, and say so in the OpenAPI document."""
+        allowed = tuple(roles)
+
+        def decorator(func: Any) -> Any:
+            func = require_roles(allowed)(func)
+            func = self.doc(
+                security=[{"bearerAuth": []}],
+                description=(func.__doc__ or "").strip() + f"\n\nRoles: {', '.join(allowed)}.",
+            )(func)
+            func = self.alt_response(401, response="UNAUTHORIZED")(func)
+            return self.alt_response(403, response="FORBIDDEN")(func)
+
+        return decorator
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details."""
+
+    type = ma.fields.String()
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    instance = ma.fields.String()
+    errors = ma.fields.Dict(metadata={"description": "Messages per field"})
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        return http_exception_problem(error)
+
+
+class PageArgs(ma.Schema):
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    per_page = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
+
+
+def page_schema(item_schema: type[ma.Schema], name: str | None = None) -> type[ma.Schema]:
+    """A list envelope with totals: {items, total, page, per_page, pages}."""
+    return ma.Schema.from_dict(
+        {
+            "items": ma.fields.List(ma.fields.Nested(item_schema)),
+            "total": ma.fields.Integer(),
+            "page": ma.fields.Integer(),
+            "per_page": ma.fields.Integer(),
+            "pages": ma.fields.Integer(),
+        },
+        name=name or f"{item_schema.__name__.removesuffix('Schema')}Page",
+    )
+
+
+def page_of(items: Sequence[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
+    return {
+        "items": items,
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+        "pages": (total + per_page - 1) // per_page,
+    }
+
+
+def init_api(app: Flask, title: str, description: str = "") -> Api:
+    app.config.update(
+        API_TITLE=title,
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="v1/openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS,
+        API_SPEC_OPTIONS={
+            "info": {"description": description},
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                }
+            },
+        },
+    )
+    api = Api(app)
+    app.extensions["quartier.api"] = api
+
+    assets = swagger_ui_bundle.swagger_ui_path
+
+    @app.get(SWAGGER_ASSETS + "<path:filename>")
+    def _swagger_assets(filename: str) -> ResponseReturnValue:
+        return send_from_directory(assets, filename, max_age=86400)
+
+    return api
+
+
+def not_found(what: str = "resource") -> None:
+    flask_smorest.abort(404, message=f"No such {what}.")
+
+
+__all__ = [
+    "API_PREFIX",
+    "Api",
+    "Blueprint",
+    "PageArgs",
+    "init_api",
+    "not_found",
+    "page_of",
+    "page_schema",
+    "problem",
+]
+
+
+class PrincipalSchema(ma.Schema):
+    subject = ma.fields.String()
+    role = ma.fields.String()
+    email = ma.fields.String(allow_none=True)
+
+
+def me_blueprint() -> Blueprint:
+    """``GET /api/v1/me``: who the bearer token says the caller is, on every service."""
+    from shared.auth import READERS, current_principal
+
+    blp = Blueprint("me", __name__, url_prefix=API_PREFIX, description="The caller's identity")
+
+    @blp.route("/me")
+    @blp.auth(READERS)
+    @blp.response(200, PrincipalSchema)
+    def me() -> Any:
+        """The principal of the bearer token."""
+        return current_principal()
+
+    return blp

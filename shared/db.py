@@ -1,0 +1,103 @@
+"""SQLAlchemy 2 engine and sessions, one of each per app; safe after a worker forks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+# Stable constraint names, so that Alembic migrations can name what they alter or drop.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+EXTENSION_KEY = "quartier.db"
+
+
+def new_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uuid() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+# A timezone-aware timestamp column type; times are stored in UTC.
+Timestamp = DateTime(timezone=True)
+
+
+class Database:
+    """An engine and a session factory for one service's database."""
+
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        options: dict[str, Any] = {
+            "pool_pre_ping": True,
+            "pool_size": 5,
+            "max_overflow": 10,
+            "pool_timeout": 10,
+            "connect_args": {"connect_timeout": 5},
+        }
+        options.update(engine_options)
+        self.url = url
+        self.engine: Engine = create_engine(url, **options)
+        self.sessionmaker: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self.sessionmaker()
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        with self.sessionmaker.begin() as session:
+            yield session
+
+    def after_fork(self) -> None:
+        # The child must not reuse the parent's sockets; close=False leaves them to the parent.
+        self.engine.dispose(close=False)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def init_db(app: Flask, url: str) -> Database:
+    database = Database(url)
+    app.extensions[EXTENSION_KEY] = database
+
+    @app.teardown_appcontext
+    def _close_session(_exc: BaseException | None) -> None:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    return database
+
+
+def get_database(app: Flask | None = None) -> Database:
+    return (app or current_app).extensions[EXTENSION_KEY]
+
+
+def db_session() -> Session:
+    """The session of the current app context (a request or a task); closed at its end."""
+    session: Session | None = g.get("db_session")
+    if session is None:
+        session = get_database().session()
+        g.db_session = session
+    return session

@@ -1,0 +1,74 @@
+"""Structured JSON logs, each line carrying the service and the request id."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from contextvars import ContextVar
+
+from flask import Flask, Response, g, request
+from pythonjsonlogger.json import JsonFormatter
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+service_var: ContextVar[str | None] = ContextVar("service", default=None)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        record.service = service_var.get()
+        return True
+
+
+def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
+    service_var.set(service)
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(request_id)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(service)s %(request_id)s] %(message)s")
+        )
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_quartier", False)]:
+        root.removeHandler(old)
+    handler._quartier = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def init_request_ids(app: Flask) -> None:
+    """Take the caller's X-Request-ID (or make one) and hand it on in the response."""
+
+    @app.before_request
+    def _bind() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else new_request_id()
+        g.request_id = rid
+        g.request_id_token = request_id_var.set(rid)
+
+    @app.after_request
+    def _echo(response: Response) -> Response:
+        rid = g.get("request_id")
+        if rid:
+            response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    @app.teardown_request
+    def _unbind(_exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            request_id_var.reset(token)

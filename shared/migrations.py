@@ -1,0 +1,52 @@
+"""Alembic for every service: one ``env.py`` body, programmatic configuration, and a lock so
+that several replicas starting at once migrate one after the other."""
+
+from __future__ import annotations
+
+import zlib
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, create_engine, pool, text
+
+
+def alembic_config(service: str, database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", f"services.{service}:migrations")
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["service"] = service
+    return cfg
+
+
+def upgrade(service: str, database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(service, database_url), revision)
+
+
+def run_migrations(target_metadata: MetaData) -> None:
+    """The body of each service's ``migrations/env.py``."""
+    config = context.config
+    url = config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url is not set"
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    engine = create_engine(url, poolclass=pool.NullPool)
+    lock_id = zlib.crc32(f"quartier-migrate-{url.rsplit('/', 1)[-1]}".encode())
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+        connection.commit()
+        try:
+            context.configure(
+                connection=connection, target_metadata=target_metadata, compare_type=True
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+            connection.commit()
+    engine.dispose()

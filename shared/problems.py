@@ -1,0 +1,131 @@
+"""Errors as ``application/problem+json`` (RFC 9457)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, has_request_context, json, request
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import DomainError
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+log = logging.getLogger(__name__)
+
+
+class ServiceUnavailable(Exception):
+    """A dependency (database, broker, another service) cannot be reached right now."""
+
+    def __init__(self, detail: str = "A dependency is unavailable.", retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    type_: str = "about:blank",
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if has_request_context():
+        body["instance"] = request.path
+    body.update({k: v for k, v in extensions.items() if v is not None})
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def flatten_messages(messages: Any) -> Any:
+    """webargs groups messages by location ({"json": {"email": [...]}}); clients want fields."""
+    if (
+        isinstance(messages, dict)
+        and messages
+        and all(
+            key in ("json", "query", "form", "files", "headers", "cookies", "path", "view_args")
+            for key in messages
+        )
+    ):
+        merged: dict[str, Any] = {}
+        for per_location in messages.values():
+            if isinstance(per_location, dict):
+                merged.update(per_location)
+            else:
+                merged.setdefault("_schema", []).extend(per_location)
+        return merged
+    return messages
+
+
+def http_exception_problem(error: HTTPException) -> Response:
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    headers = dict(data.get("headers") or {})
+    if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
+        headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="quartier"')
+    errors = data.get("messages") or data.get("errors")
+    detail = data.get("message") or data.get("detail")
+    if detail is None and error.description and status != 422:
+        detail = error.description
+    if status == 422 and detail is None:
+        detail = "The request contains invalid fields."
+    return problem(
+        status,
+        detail,
+        headers=headers,
+        errors=flatten_messages(errors) if errors else None,
+        **{k: v for k, v in data.items() if k in ("code", "retry_after")},
+    )
+
+
+def register_problem_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Response:
+        return http_exception_problem(error)
+
+    @app.errorhandler(DomainError)
+    def _domain(error: DomainError) -> Response:
+        return problem(error.status, error.detail, **error.extensions)
+
+    @app.errorhandler(ServiceUnavailable)
+    def _unavailable(error: ServiceUnavailable) -> Response:
+        return problem(503, error.detail, headers={"Retry-After": str(error.retry_after)})
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        if _is_dependency_down(error):
+            log.warning("dependency unavailable: %s", error.__class__.__name__)
+            return problem(
+                503, "A dependency is unavailable; try again shortly.", headers={"Retry-After": "5"}
+            )
+        log.exception("unhandled error")
+        return problem(500, "An unexpected error occurred. It has been logged.")
+
+
+def _is_dependency_down(error: Exception) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(error, OperationalError | RedisConnectionError):
+        return True
+    return isinstance(error, ConnectionError | TimeoutError)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import importlib
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -14,7 +15,7 @@ from flask_limiter.util import get_remote_address
 from shared.api import Api, Blueprint, init_api, me_blueprint
 from shared.celery_app import celery_init_app
 from shared.db import get_database, init_db
-from shared.events import Handler, InboxMixin, OutboxMixin, init_events
+from shared.events import init_events
 from shared.logs import configure_logging, init_request_ids
 from shared.problems import problem, register_problem_handlers
 from shared.settings import Settings
@@ -23,20 +24,20 @@ SETTINGS_KEY = "QUARTIER_SETTINGS"
 
 
 def create_service_app(
-    service: str,
-    settings: Settings | None,
-    *,
-    title: str,
-    description: str,
-    blueprints: Iterable[Blueprint],
-    outbox: type[OutboxMixin],
-    inbox: type[InboxMixin],
-    handlers: Mapping[str, Handler],
-    rate_limits: Mapping[Blueprint, str] | None = None,
+    service: str, settings: Settings | None, *, title: str, description: str
 ) -> Flask:
     """A service app: settings, logs, database, API with problem+json errors, health checks,
-    Celery, the event bus and rate limits on the given public blueprints."""
+    Celery, the event bus and rate limits.
+
+    Every service has the same shape, and this wires it by that shape: ``api.BLUEPRINTS``
+    (and ``api.RATE_LIMITS``, blueprint -> limit), ``models.OutboxEvent`` and
+    ``models.InboxEvent``, ``events.HANDLERS``, and the Celery tasks of ``tasks``.
+    """
     settings = settings or Settings.from_env(service)
+    api_module = importlib.import_module(f"services.{service}.api")
+    models = importlib.import_module(f"services.{service}.models")
+    events = importlib.import_module(f"services.{service}.events")
+    importlib.import_module(f"services.{service}.tasks")
     app = Flask(f"services.{service}")
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -62,11 +63,12 @@ def create_service_app(
     celery = celery_init_app(app, service, settings.redis_url)
     limiter = Limiter(get_remote_address, app=app)
     app.extensions["quartier.limiter"] = limiter
-    for blueprint, limit in (rate_limits or {}).items():
+    rate_limits: Mapping[Blueprint, str] = getattr(api_module, "RATE_LIMITS", {})
+    for blueprint, limit in rate_limits.items():
         limiter.limit(limit)(blueprint)
-    for blueprint in blueprints:
+    for blueprint in api_module.BLUEPRINTS:
         api.register_blueprint(blueprint)
-    init_events(app, service, celery, outbox, inbox, handlers)
+    init_events(app, service, celery, models.OutboxEvent, models.InboxEvent, events.HANDLERS)
     _health_routes(app)
     return app
 

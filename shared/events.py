@@ -63,6 +63,13 @@ class InboxMixin:
     applied_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
+def event_models(base: type[Any]) -> tuple[type[OutboxMixin], type[InboxMixin]]:
+    """The outbox and inbox models of a service, on its declarative base."""
+    outbox = type("OutboxEvent", (OutboxMixin, base), {"__module__": base.__module__})
+    inbox = type("InboxEvent", (InboxMixin, base), {"__module__": base.__module__})
+    return outbox, inbox
+
+
 def record_event(
     session: Session,
     outbox: type[OutboxMixin],

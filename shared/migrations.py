@@ -50,3 +50,41 @@ def run_migrations(target_metadata: MetaData) -> None:
             connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
             connection.commit()
     engine.dispose()
+
+
+def create_event_tables() -> None:
+    """The outbox and inbox of ``shared.events``, for a service's first migration."""
+    import sqlalchemy as sa
+    from alembic import op
+    from sqlalchemy.dialects import postgresql
+
+    op.create_table(
+        "inbox",
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("type", sa.String(length=120), nullable=False),
+        sa.Column("source", sa.String(length=40), nullable=False),
+        sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_inbox")),
+    )
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("type", sa.String(length=120), nullable=False),
+        sa.Column("aggregate_id", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
+    )
+    op.create_index(op.f("ix_outbox_published_at"), "outbox", ["published_at"], unique=False)
+
+
+def drop_event_tables() -> None:
+    from alembic import op
+
+    op.drop_index(op.f("ix_outbox_published_at"), table_name="outbox")
+    op.drop_table("outbox")
+    op.drop_table("inbox")

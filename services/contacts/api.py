@@ -76,3 +76,4 @@ class UserById(MethodView):
 
 
 BLUEPRINTS = (auth_blp, users_blp)
+RATE_LIMITS = {auth_blp: "20 per minute"}  # against password guessing

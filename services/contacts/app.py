@@ -9,16 +9,9 @@ from shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from . import api, events, models, tasks  # noqa: F401  (tasks registers the Celery tasks)
-
     return create_service_app(
         "contacts",
         settings,
         title="Quartier CRM – Contacts",
         description="Organisations, people, premises, needs and tags; staff users and tokens.",
-        blueprints=api.BLUEPRINTS,
-        rate_limits={api.auth_blp: "20 per minute"},
-        outbox=models.OutboxEvent,
-        inbox=models.InboxEvent,
-        handlers=events.HANDLERS,
     )

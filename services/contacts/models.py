@@ -10,19 +10,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.auth import STAFF_ROLES
 from shared.db import Timestamp, new_metadata, new_uuid, utcnow
-from shared.events import InboxMixin, OutboxMixin
+from shared.events import event_models
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
 
 
-class OutboxEvent(OutboxMixin, Base):
-    pass
-
-
-class InboxEvent(InboxMixin, Base):
-    pass
+OutboxEvent, InboxEvent = event_models(Base)
 
 
 class User(Base):

@@ -9,15 +9,9 @@ from shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from . import api, events, models, tasks  # noqa: F401  (tasks registers the Celery tasks)
-
     return create_service_app(
         "newsletter",
         settings,
         title="Quartier CRM – Newsletter",
         description="Lists, subscribers with consent proof, campaigns and automated newsletters.",
-        blueprints=api.BLUEPRINTS,
-        outbox=models.OutboxEvent,
-        inbox=models.InboxEvent,
-        handlers=events.HANDLERS,
     )

@@ -1,4 +1,4 @@
-"""Visits's routes: schema in, one use case, object out."""
+"""Visits' routes: schema in, one use case, object out."""
 
 from __future__ import annotations
 

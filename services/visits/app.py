@@ -9,15 +9,9 @@ from shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from . import api, events, models, tasks  # noqa: F401  (tasks registers the Celery tasks)
-
     return create_service_app(
         "visits",
         settings,
         title="Quartier CRM – Visits",
         description="Outreach visits and follow-ups; trainings, registrations and calendar files.",
-        blueprints=api.BLUEPRINTS,
-        outbox=models.OutboxEvent,
-        inbox=models.InboxEvent,
-        handlers=events.HANDLERS,
     )

@@ -1,20 +1,15 @@
-"""Visits's tables."""
+"""Visits' tables."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import new_metadata
-from shared.events import InboxMixin, OutboxMixin
+from shared.events import event_models
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
 
 
-class OutboxEvent(OutboxMixin, Base):
-    pass
-
-
-class InboxEvent(InboxMixin, Base):
-    pass
+OutboxEvent, InboxEvent = event_models(Base)

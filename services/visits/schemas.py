@@ -1,1 +1,1 @@
-"""Visits's payloads: In (requests), Out (responses), QueryArgs."""
+"""Visits' payloads: In (requests), Out (responses), QueryArgs."""

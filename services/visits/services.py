@@ -1,1 +1,1 @@
-"""Visits's use cases. Each takes a session and plain values and owns its transaction."""
+"""Visits' use cases. Each takes a session and plain values and owns its transaction."""

@@ -1,4 +1,4 @@
-"""Visits's Celery tasks: they take ids, call one use case, and are safe to run twice."""
+"""Visits' Celery tasks: they take ids, call one use case, and are safe to run twice."""
 
 from __future__ import annotations
 

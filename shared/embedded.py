@@ -175,7 +175,11 @@ class EmbeddedRedis:
             "--appendonly",
             "yes" if persist else "no",
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C meant for the runner must not stop Redis before the
+        # workers that use it have stopped.
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         if not wait_for_port(self.host, self.port, timeout=20):
             self.stop()
             raise RuntimeError("the embedded Redis did not start")

@@ -23,6 +23,13 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class QuietRelayFilter(logging.Filter):
+    """The periodic outbox relay runs every few seconds; its routine lines are noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or "relay_outbox" not in record.getMessage()
+
+
 def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
     service_var.set(service)
     handler = logging.StreamHandler(sys.stderr)
@@ -38,6 +45,7 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
             logging.Formatter("%(asctime)s %(levelname)s [%(service)s %(request_id)s] %(message)s")
         )
     handler.addFilter(ContextFilter())
+    handler.addFilter(QuietRelayFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_quartier", False)]:
         root.removeHandler(old)

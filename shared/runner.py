@@ -94,6 +94,8 @@ def run_system(with_workers: bool = True) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Also when started with SIGINT ignored (a background job of a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _start_engines(system)
         _prepare_databases(system)
@@ -199,7 +201,7 @@ def _start_processes(system: System, with_workers: bool) -> None:
     if with_workers:
         for name in SERVICES:
             system.spawn(f"{name}-worker", "worker", name, "--concurrency", "2")
-        system.spawn("beat", "beat")
+        system.spawn("beat", "beat", "--loglevel", "WARNING")
 
 
 def _wait_ready(system: System, urls: dict[str, str]) -> None:

@@ -32,6 +32,13 @@ from shared.settings import (
 READY_TIMEOUT = 90.0
 
 
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def say(message: str) -> None:
     print(f"quartier: {message}", flush=True)
 
@@ -105,7 +112,7 @@ def run_system(with_workers: bool = True) -> int:
         say(f"ready in {time.monotonic() - started:.1f} s")
         for name, url in urls.items():
             say(f"{name:<10} {url}/api/docs  (OpenAPI: {url}/api/v1/openapi.json)")
-        say(f"mail       {var_dir / 'mail'} (quartier mail list)")
+        say(f"mail       {_shown(var_dir / 'mail')} (quartier mail list)")
         say("press Ctrl-C to stop")
         while True:
             for name, process in system.children:
@@ -141,20 +148,20 @@ def _start_engines(system: System) -> None:
         system.postgres = EmbeddedPostgres(system.var_dir / "postgres", port)
         system.postgres.start()
         env["DATABASE_URL"] = system.postgres.url()
-        say(f"PostgreSQL (embedded) on 127.0.0.1:{port}, data in var/postgres")
+        say(f"PostgreSQL (embedded) on 127.0.0.1:{port}, data in {_shown(system.postgres.datadir)}")
     if not env.get("REDIS_URL"):
         port = _engine_port("REDIS", EMBEDDED_REDIS_PORT)
         system.redis = EmbeddedRedis(system.var_dir / "redis", port)
         system.redis.start()
         env["REDIS_URL"] = system.redis.url()
-        say(f"Redis (embedded) on 127.0.0.1:{port}, data in var/redis")
+        say(f"Redis (embedded) on 127.0.0.1:{port}, data in {_shown(system.redis.datadir)}")
     if not env.get("SMTP_URL"):
         from shared.smtp_sink import start_sink
 
         port = _engine_port("SMTP", EMBEDDED_SMTP_PORT)
         system.sink, _handler = start_sink(port=port, folder=system.var_dir / "mail")
         env["SMTP_URL"] = f"smtp://127.0.0.1:{port}"
-        say(f"SMTP sink on 127.0.0.1:{port}, mail kept in var/mail")
+        say(f"SMTP sink on 127.0.0.1:{port}, mail kept in {_shown(system.var_dir / 'mail')}")
 
 
 def _prepare_databases(system: System) -> None:

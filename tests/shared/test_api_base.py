@@ -131,3 +131,40 @@ def test_request_id_is_echoed_or_made(contacts_client) -> None:
     assert given.headers["X-Request-ID"] == "abc123"
     made = contacts_client.get("/healthz")
     assert len(made.headers["X-Request-ID"]) == 32
+
+
+def test_database_outage_is_503_with_retry_after(make_settings: Callable[..., Settings]) -> None:
+    from services.contacts.app import create_app
+
+    down = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+    app = create_app(make_settings("contacts", database_url=down))
+    response = app.test_client().post(
+        "/api/v1/auth/token", json={"email": "a@example.org", "password": "irrelevant"}
+    )
+    assert response.status_code == 503
+    assert response.mimetype == PROBLEM
+    assert response.headers["Retry-After"]
+
+
+def test_sign_in_is_rate_limited_with_a_429_problem(make_settings: Callable[..., Settings]) -> None:
+    from services.contacts.app import create_app
+
+    app = create_app(make_settings("contacts", ratelimit_enabled=True))
+    client = app.test_client()
+    # A client address of its own, so that other tests' sign-ins do not count.
+    environ = {"REMOTE_ADDR": f"10.9.{free_port() % 250}.{free_port() % 250}"}
+    statuses = [
+        client.post(
+            "/api/v1/auth/token",
+            json={"email": "nobody@example.org", "password": "wrong"},
+            environ_base=environ,
+        ).status_code
+        for _ in range(21)
+    ]
+    assert statuses[:20] == [401] * 20
+    assert statuses[20] == 429
+    limited = client.post(
+        "/api/v1/auth/token", json={"email": "x@example.org", "password": "y"}, environ_base=environ
+    )
+    assert limited.mimetype == PROBLEM
+    assert limited.headers["Retry-After"]

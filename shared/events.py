@@ -178,9 +178,13 @@ def apply_event(
         session.rollback()
         return False
     handler = handlers.get(envelope["type"])
-    if handler is not None:
-        handler(session, envelope)
-    session.commit()
+    try:
+        if handler is not None:
+            handler(session, envelope)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
     return True
 
 
@@ -249,7 +253,17 @@ def init_events(
     def relay_outbox() -> int:
         return bus.relay(db_session())
 
-    @celery.task(name=f"{service}.handle_event", ignore_result=True, shared=False)
+    # A handler that fails (a bug, a deadlock) leaves no inbox row: the event is retried
+    # with growing pauses rather than lost.
+    @celery.task(
+        name=f"{service}.handle_event",
+        ignore_result=True,
+        shared=False,
+        autoretry_for=(Exception,),
+        retry_backoff=1,
+        retry_backoff_max=600,
+        max_retries=15,
+    )
     def handle_event(envelope: Envelope) -> bool:
         return apply_event(db_session(), bus.inbox, bus.handlers, envelope)
 

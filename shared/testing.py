@@ -29,6 +29,34 @@ from shared.settings import SERVICES, Settings, service_database_url
 from shared.smtp_sink import SinkHandler, start_sink
 
 
+def start_embedded_postgres(datadir: Path, attempts: int = 3) -> EmbeddedPostgres:
+    """An embedded PostgreSQL on a free port; another port if one was taken meanwhile."""
+    for attempt in range(attempts):
+        server = EmbeddedPostgres(datadir, free_port())
+        try:
+            server.start()
+            return server
+        except (RuntimeError, subprocess.CalledProcessError):
+            server.stop()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def start_embedded_redis(datadir: Path, attempts: int = 3) -> EmbeddedRedis:
+    """An embedded Redis (nothing kept on disk) on a free port, retried like the above."""
+    for attempt in range(attempts):
+        server = EmbeddedRedis(datadir, free_port())
+        try:
+            server.start(persist=False)
+            return server
+        except RuntimeError:
+            server.stop()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class Engines:
     database_server: str
@@ -45,13 +73,11 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
     postgres = redis = None
     server = os.environ.get("TEST_DATABASE_URL")
     if not server:
-        postgres = EmbeddedPostgres(tmp / "postgres", free_port())
-        postgres.start()
+        postgres = start_embedded_postgres(tmp / "postgres")
         server = postgres.url()
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
-        redis = EmbeddedRedis(tmp / "redis", free_port())
-        redis.start(persist=False)
+        redis = start_embedded_redis(tmp / "redis")
         redis_url = redis.url()
     run_id = secrets.token_hex(4)
     databases = {}

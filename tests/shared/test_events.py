@@ -21,17 +21,15 @@ from shared.celery_app import get_celery
 from shared.db import get_database
 from shared.embedded import EmbeddedRedis
 from shared.events import Envelope, get_bus, record_event
-from shared.net import free_port
 from shared.settings import Settings
-from shared.testing import wait_until
+from shared.testing import start_embedded_redis, wait_until
 
 EVENT_TYPE = "contacts.test.pinged"
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    redis = EmbeddedRedis(tmp_path / "broker", free_port())
-    redis.start(persist=False)
+    redis = start_embedded_redis(tmp_path / "broker")
     yield redis
     redis.stop()
 
@@ -208,3 +206,25 @@ def test_event_delivered_twice_is_applied_once(
     queue.close()
     assert _applied_markers(applied).count(marker) == 1
     assert inbox_rows() == 1
+
+
+def test_a_failing_handler_is_retried_and_then_applied_once(
+    pair: tuple[Flask, Flask], consumer_worker: None, applied: list[Envelope]
+) -> None:
+    producer, consumer = pair
+    failures: list[str] = []
+    remember = get_bus(consumer).handlers[EVENT_TYPE]
+
+    def flaky(session: Session, envelope: Envelope) -> None:
+        if envelope["data"]["marker"] not in failures:
+            failures.append(envelope["data"]["marker"])
+            raise RuntimeError("a passing fault")
+        remember(session, envelope)
+
+    get_bus(consumer).handlers = {EVENT_TYPE: flaky}
+    marker = uuid.uuid4().hex
+    _emit(producer, marker)
+    _relay(producer)
+    wait_until(lambda: marker in _applied_markers(applied), timeout=30)
+    assert failures == [marker]
+    assert _applied_markers(applied).count(marker) == 1

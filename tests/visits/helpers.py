@@ -1,0 +1,67 @@
+"""Helpers for the visits tests: contacts events as envelopes, applied through the real
+consumer path (``shared.events.apply_event``)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Flask
+
+from services.visits.events import HANDLERS
+from services.visits.models import InboxEvent
+from shared.db import get_database
+from shared.events import Envelope, apply_event
+
+
+def envelope(type_: str, aggregate_id: str, version: int, data: dict[str, Any]) -> Envelope:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": type_,
+        "source": "contacts",
+        "aggregate_id": aggregate_id,
+        "version": version,
+        "occurred_at": "2026-11-29T10:00:00+00:00",
+        "data": data,
+    }
+
+
+def organisation_data(org_id: uuid.UUID | None = None, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": str(org_id or uuid.uuid4()),
+        "name": f"Bäckerei Schmidt {uuid.uuid4().hex[:8]}",
+        "kind": "business",
+        "status": "active",
+        "district": "Groß Klein",
+        "street": "Gerüstbauerring",
+        "house_number": "12",
+        "postcode": "18109",
+        "city": "Rostock",
+        "email": None,
+        "phone": None,
+        "needs": [],
+        "tags": [],
+        "archived": False,
+    }
+    data.update(overrides)
+    return data
+
+
+def apply(app: Flask, env: Envelope) -> bool:
+    with get_database(app).session() as session:
+        return apply_event(session, InboxEvent, HANDLERS, env)
+
+
+def seed_organisation(app: Flask, version: int = 1, **overrides: Any) -> dict[str, Any]:
+    data = organisation_data(**overrides)
+    apply(app, envelope("contacts.organisation.created", data["id"], version, data))
+    return data
+
+
+def seed_need(app: Flask, key: str | None = None, label: str = "Digitalisierung") -> str:
+    key = key or f"digitalisierung-{uuid.uuid4().hex[:6]}"
+    apply(
+        app,
+        envelope("contacts.need.created", key, 1, {"key": key, "label": label, "active": True}),
+    )
+    return key

@@ -17,10 +17,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    func,
+    or_,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session, relationship
 
 from shared.db import Timestamp, new_metadata, new_uuid, utcnow
 from shared.events import event_models
@@ -97,7 +101,7 @@ class Visit(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
-    organisation: Mapped[Organisation] = relationship(lazy="joined")
+    organisation: Mapped[Organisation] = relationship(lazy="joined", innerjoin=True)
     follow_ups: Mapped[list[FollowUp]] = relationship(
         back_populates="visit",
         order_by="FollowUp.due_on",
@@ -190,7 +194,30 @@ class Registration(Base):
     user_agent: Mapped[str | None] = mapped_column(String(400))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
-    training: Mapped[Training] = relationship(lazy="joined")
+    training: Mapped[Training] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def waitlist_position(self) -> int | None:
+        """1 for the first on the waitlist; None when not waitlisted."""
+        session = object_session(self)
+        if self.status != "waitlisted" or self.waitlisted_at is None or session is None:
+            return None
+        ahead = session.scalar(
+            select(func.count())
+            .select_from(Registration)
+            .where(
+                Registration.training_id == self.training_id,
+                Registration.status == "waitlisted",
+                or_(
+                    Registration.waitlisted_at < self.waitlisted_at,
+                    and_(
+                        Registration.waitlisted_at == self.waitlisted_at,
+                        Registration.id < self.id,
+                    ),
+                ),
+            )
+        )
+        return (ahead or 0) + 1
 
 
 class Mail(Base):
@@ -213,4 +240,4 @@ class Mail(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
-    registration: Mapped[Registration] = relationship(lazy="joined")
+    registration: Mapped[Registration] = relationship(lazy="joined", innerjoin=True)

@@ -65,3 +65,42 @@ def seed_need(app: Flask, key: str | None = None, label: str = "Digitalisierung"
         envelope("contacts.need.created", key, 1, {"key": key, "label": label, "active": True}),
     )
     return key
+
+
+def training_body(**overrides: Any) -> dict[str, Any]:
+    from datetime import datetime, timedelta
+
+    from services.visits.services import BERLIN
+
+    start = (datetime.now(BERLIN) + timedelta(days=10)).replace(
+        hour=10, minute=0, second=0, microsecond=0
+    )
+    body: dict[str, Any] = {
+        "title": f"Digitalisierung im Handwerk {uuid.uuid4().hex[:6]}",
+        "description": "Wie kleine Betriebe online sichtbar werden.",
+        "topic": "digitalisierung",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=2)).isoformat(),
+        "location_name": "Stadtteil- und Begegnungszentrum Groß Klein",
+        "location_address": "Gerüstbauerring 28, 18109 Rostock",
+        "trainer": "Handwerkskammer Ostmecklenburg-Vorpommern",
+        "capacity": 2,
+        "status": "published",
+    }
+    body.update(overrides)
+    return body
+
+
+def mail_text(mail: Any) -> str:
+    part = mail.message().get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def link_path(mail: Any, action: str) -> str:
+    """The path of the confirm or cancel link in a mail's text part."""
+    import re
+
+    found = re.search(rf"https?://[^/\s]+(/\S+/{action})\b", mail_text(mail))
+    assert found, mail_text(mail)
+    return found.group(1)

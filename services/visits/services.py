@@ -691,8 +691,9 @@ def confirm_registration(
     session: Session, registration_id: uuid.UUID, *, now: datetime | None = None
 ) -> Registration:
     """The double opt-in click: confirmed if a seat is free, else on the waitlist."""
-    now = now or utcnow()
     registration = _lock_registration(session, registration_id)
+    # Taken under the lock, so that the waitlist order is the order of the lock.
+    now = now or utcnow()
     training = registration.training
     _check_confirmable(registration, now)
     if _confirmed_count(session, training.id) < training.capacity:

@@ -16,9 +16,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.auth import LinkError, load_link, sign_link
 from shared.db import utcnow
@@ -608,7 +609,6 @@ def _sign_up(session: Session, *, training_id: uuid.UUID, now: datetime, **value
     registration.status = "pending"
     registration.pending_since = now
     registration.confirmed_at = registration.waitlisted_at = registration.cancelled_at = None
-    session.flush()
     _queue_mail(session, registration, "confirm_request")
     _commit(session)
     return SignUp(registration, resent=existing is not None)
@@ -690,21 +690,51 @@ def check_link(
 def confirm_registration(
     session: Session, registration_id: uuid.UUID, *, now: datetime | None = None
 ) -> Registration:
-    """The double opt-in click: confirmed if a seat is free, else on the waitlist."""
-    registration = _lock_registration(session, registration_id)
+    """The double opt-in click: confirmed if a seat is free, else on the waitlist.
+
+    The lock on the training is held only for the count-and-set (one statement) and the
+    mail row: the checks that need no lock come before it.
+    """
+    registration = get_registration(session, registration_id)
+    _check_confirmable(registration, now or utcnow())
+    training = _lock_training(session, registration.training_id)
     # Taken under the lock, so that the waitlist order is the order of the lock.
     now = now or utcnow()
-    training = registration.training
     _check_confirmable(registration, now)
-    if _confirmed_count(session, training.id) < training.capacity:
-        registration.status = "confirmed"
-        registration.confirmed_at = now
+    others = aliased(Registration)
+
+    def count(status: str) -> Any:
+        return (
+            select(func.count())
+            .select_from(others)
+            .where(others.training_id == training.id, others.status == status)
+            .scalar_subquery()
+        )
+
+    seat_free = count("confirmed") < training.capacity
+    row = session.execute(
+        update(Registration)
+        .where(Registration.id == registration_id, Registration.status == "pending")
+        .values(
+            status=case((seat_free, "confirmed"), else_="waitlisted"),
+            confirmed_at=case((seat_free, now), else_=None),
+            waitlisted_at=case((seat_free, None), else_=now),
+        )
+        .returning(Registration.status, count("waitlisted"))
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:  # it changed since it was read (expired, or confirmed twice at once)
+        session.refresh(registration)
+        _check_confirmable(registration, now)
+        raise Conflict("Diese Anmeldung ist bereits bestätigt.")
+    status, waitlisted_before = row
+    set_committed_value(registration, "status", status)
+    set_committed_value(registration, "confirmed_at", now if status == "confirmed" else None)
+    set_committed_value(registration, "waitlisted_at", now if status == "waitlisted" else None)
+    if status == "confirmed":
         _queue_mail(session, registration, "confirmed")
     else:
-        registration.status = "waitlisted"
-        registration.waitlisted_at = now
-        session.flush()
-        _queue_mail(session, registration, "waitlisted", position=registration.waitlist_position)
+        _queue_mail(session, registration, "waitlisted", position=waitlisted_before + 1)
     if registration.newsletter:
         _request_newsletter(session, registration, training)
     _commit(session)

@@ -196,9 +196,15 @@ class Registration(Base):
 
     training: Mapped[Training] = relationship(lazy="joined", innerjoin=True)
 
+    def remember_position(self, position: int) -> None:
+        """Keep a position the caller just computed under the training's lock."""
+        self.__dict__["_waitlist_position"] = position
+
     @property
     def waitlist_position(self) -> int | None:
         """1 for the first on the waitlist; None when not waitlisted."""
+        if self.status == "waitlisted" and "_waitlist_position" in self.__dict__:
+            return int(self.__dict__["_waitlist_position"])
         session = object_session(self)
         if self.status != "waitlisted" or self.waitlisted_at is None or session is None:
             return None

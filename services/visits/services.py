@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app, has_app_context
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.auth import LinkError, load_link, sign_link
@@ -695,9 +695,18 @@ def confirm_registration(
     The lock on the training is held only for the count-and-set (one statement) and the
     mail row: the checks that need no lock come before it.
     """
-    registration = get_registration(session, registration_id)
-    _check_confirmable(registration, now or utcnow())
-    training = _lock_training(session, registration.training_id)
+    # One statement reads the registration and locks its training.
+    registration = session.scalars(
+        select(Registration)
+        .join(Registration.training)
+        .options(contains_eager(Registration.training))
+        .where(Registration.id == registration_id)
+        .with_for_update(of=Training)
+        .execution_options(populate_existing=True)
+    ).first()
+    if registration is None:
+        raise NotFound("Diese Anmeldung gibt es nicht.")
+    training = registration.training
     # Taken under the lock, so that the waitlist order is the order of the lock.
     now = now or utcnow()
     _check_confirmable(registration, now)
@@ -734,6 +743,7 @@ def confirm_registration(
     if status == "confirmed":
         _queue_mail(session, registration, "confirmed")
     else:
+        registration.remember_position(waitlisted_before + 1)
         _queue_mail(session, registration, "waitlisted", position=waitlisted_before + 1)
     if registration.newsletter:
         _request_newsletter(session, registration, training)

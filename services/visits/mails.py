@@ -37,8 +37,9 @@ SUBJECTS = {
     "cancelled": "Abmeldung erhalten: {title}",
     "training_cancelled": "Abgesagt: {title}",
     "reminder": "Erinnerung: morgen findet {title} statt",
+    "training_changed": "Geänderter Termin: {title}",
 }
-WITH_CALENDAR = {"confirmed", "promoted", "reminder", "training_cancelled"}
+WITH_CALENDAR = {"confirmed", "promoted", "reminder", "training_cancelled", "training_changed"}
 
 WEEKDAYS = ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag")
 MONTHS = (

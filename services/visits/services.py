@@ -498,6 +498,14 @@ def update_training(
                 _queue_mail(session, registration, "training_cancelled")
     training.version += 1
     training.updated_at = now
+    if moved and training.status == "published":
+        # New time or place: the people holding a seat get the updated calendar entry.
+        for registration in session.scalars(
+            select(Registration).where(
+                Registration.training_id == training.id, Registration.status == "confirmed"
+            )
+        ):
+            _queue_mail(session, registration, "training_changed")
     if training.status == "published":
         _fill_from_waitlist(session, training, now)
     _commit(session)

@@ -436,3 +436,33 @@ def test_public_sign_up_is_rate_limited_per_client(
     )
     assert other.status_code == 202
     get_database(app).dispose()
+
+
+def test_moving_a_training_sends_the_updated_calendar_entry_to_those_with_a_seat(
+    visits_client: FlaskClient,
+    smtp_sink: SinkHandler,
+    celery_worker_for: Any,
+    coordinator: str,
+    secret_key: str,
+) -> None:
+    celery_worker_for("visits")
+    training = _training(visits_client, coordinator, capacity=1)
+    seated, pending = unique_email(), unique_email()
+    for email in (seated, pending):
+        registration_id = _sign_up(visits_client, training["id"], email).get_json()["id"]
+        if email == seated:
+            token = services.link_token(
+                secret_key, services.CONFIRM_PURPOSE, uuid.UUID(registration_id)
+            )
+            visits_client.post(f"/api/v1/public/registrations/{token}/confirm")
+    visits_client.patch(
+        f"/api/v1/trainings/{training['id']}",
+        json={"location_name": "Ortsamt Nordwest 2"},
+        headers=auth(coordinator),
+    )
+    changed = f"Geänderter Termin: {training['title']}"
+    wait_until(lambda: changed in _subjects(smtp_sink, seated))
+    mail = next(m for m in smtp_sink.to(seated) if str(m.message()["Subject"]) == changed)
+    ics = next(mail.message().iter_attachments()).get_content()
+    assert "SEQUENCE:1" in ics and "Ortsamt Nordwest 2" in ics
+    assert changed not in _subjects(smtp_sink, pending)

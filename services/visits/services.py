@@ -7,6 +7,7 @@ registration second, so concurrent confirmations queue up and never overbook.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -16,13 +17,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.auth import LinkError, load_link, sign_link
-from shared.db import utcnow
+from shared.db import Timestamp, utcnow
 from shared.errors import Conflict, DomainError, Gone, Invalid, NotFound
 from shared.events import record_event
 
@@ -695,6 +696,36 @@ def check_link(
     return registration
 
 
+@functools.cache
+def _take_seat_statement() -> Any:
+    """Count the seats and set the status in one statement (built once per process):
+    confirmed while seats are free, else waitlisted; RETURNING also counts those already
+    waitlisted, which gives the new one's position. The caller holds the training's lock."""
+    others = aliased(Registration)
+
+    def count(status: str) -> Any:
+        return (
+            select(func.count())
+            .select_from(others)
+            .where(others.training_id == bindparam("b_training"), others.status == status)
+            .scalar_subquery()
+        )
+
+    seat_free = count("confirmed") < bindparam("b_capacity")
+    now = bindparam("b_now", type_=Timestamp)
+    return (
+        update(Registration)
+        .where(Registration.id == bindparam("b_registration"), Registration.status == "pending")
+        .values(
+            status=case((seat_free, "confirmed"), else_="waitlisted"),
+            confirmed_at=case((seat_free, now), else_=None),
+            waitlisted_at=case((seat_free, None), else_=now),
+        )
+        .returning(Registration.status, count("waitlisted"))
+        .execution_options(synchronize_session=False)
+    )
+
+
 def confirm_registration(
     session: Session, registration_id: uuid.UUID, *, now: datetime | None = None
 ) -> Registration:
@@ -718,27 +749,14 @@ def confirm_registration(
     # Taken under the lock, so that the waitlist order is the order of the lock.
     now = now or utcnow()
     _check_confirmable(registration, now)
-    others = aliased(Registration)
-
-    def count(status: str) -> Any:
-        return (
-            select(func.count())
-            .select_from(others)
-            .where(others.training_id == training.id, others.status == status)
-            .scalar_subquery()
-        )
-
-    seat_free = count("confirmed") < training.capacity
     row = session.execute(
-        update(Registration)
-        .where(Registration.id == registration_id, Registration.status == "pending")
-        .values(
-            status=case((seat_free, "confirmed"), else_="waitlisted"),
-            confirmed_at=case((seat_free, now), else_=None),
-            waitlisted_at=case((seat_free, None), else_=now),
-        )
-        .returning(Registration.status, count("waitlisted"))
-        .execution_options(synchronize_session=False)
+        _take_seat_statement(),
+        {
+            "b_registration": registration_id,
+            "b_training": training.id,
+            "b_capacity": training.capacity,
+            "b_now": now,
+        },
     ).first()
     if row is None:  # it changed since it was read (expired, or confirmed twice at once)
         session.refresh(registration)

@@ -553,6 +553,8 @@ def sign_up(
 ) -> SignUp:
     """A pending registration and a mail with the confirmation link; the same address
     again gets the link again and takes no second seat."""
+    if not name.strip():
+        raise Invalid({"name": ["Bitte geben Sie Ihren Namen an."]})
     for attempt in (1, 2):
         try:
             return _sign_up(

@@ -466,3 +466,57 @@ def test_moving_a_training_sends_the_updated_calendar_entry_to_those_with_a_seat
     ics = next(mail.message().iter_attachments()).get_content()
     assert "SEQUENCE:1" in ics and "Ortsamt Nordwest 2" in ics
     assert changed not in _subjects(smtp_sink, pending)
+
+
+def test_more_seats_promote_from_the_waitlist_and_fewer_than_taken_are_refused(
+    visits_client: FlaskClient, coordinator: str, secret_key: str
+) -> None:
+    training = _training(visits_client, coordinator, capacity=1)
+    ids = []
+    for _ in range(3):
+        registration_id = _sign_up(visits_client, training["id"], unique_email()).get_json()["id"]
+        token = services.link_token(
+            secret_key, services.CONFIRM_PURPOSE, uuid.UUID(registration_id)
+        )
+        answer = visits_client.post(f"/api/v1/public/registrations/{token}/confirm", headers=JSON)
+        assert answer.status_code == 200
+        ids.append(registration_id)
+    url = f"/api/v1/trainings/{training['id']}"
+    more = visits_client.patch(url, json={"capacity": 2}, headers=auth(coordinator))
+    assert (more.get_json()["confirmed"], more.get_json()["waitlisted"]) == (2, 1)
+    registrations = visits_client.get(f"{url}/registrations", headers=auth(coordinator)).get_json()
+    # First come, first served: the second to confirm moved up, the third is now first in line.
+    by_id = {r["id"]: r for r in registrations}
+    assert by_id[ids[1]]["status"] == "confirmed"
+    assert (by_id[ids[2]]["status"], by_id[ids[2]]["waitlist_position"]) == ("waitlisted", 1)
+    fewer = visits_client.patch(url, json={"capacity": 1}, headers=auth(coordinator))
+    assert fewer.status_code == 422 and "capacity" in fewer.get_json()["errors"]
+
+
+def test_an_expired_sign_up_can_start_afresh_and_links_answer_json_on_request(
+    visits_app: Flask, visits_client: FlaskClient, coordinator: str, secret_key: str
+) -> None:
+    training = _training(visits_client, coordinator)
+    email = unique_email()
+    registration_id = _sign_up(visits_client, training["id"], email).get_json()["id"]
+    with get_database(visits_app).session() as session:
+        services.expire_pending(session, now=utcnow() + timedelta(hours=49))
+    again = _sign_up(visits_client, training["id"], email)
+    assert again.status_code == 202 and again.get_json()["id"] == registration_id
+    token = services.link_token(secret_key, services.CONFIRM_PURPOSE, uuid.UUID(registration_id))
+    shown = visits_client.get(f"/api/v1/public/registrations/{token}/confirm", headers=JSON)
+    assert shown.status_code == 200 and shown.get_json()["status"] == "pending"
+    done = visits_client.post(f"/api/v1/public/registrations/{token}/confirm", headers=JSON)
+    assert done.get_json() == {
+        "id": registration_id,
+        "training_id": training["id"],
+        "status": "confirmed",
+        "waitlist_position": None,
+    }
+
+
+def test_a_blank_name_is_refused_in_german(visits_client: FlaskClient, coordinator: str) -> None:
+    training = _training(visits_client, coordinator)
+    response = _sign_up(visits_client, training["id"], unique_email(), name="   ")
+    assert response.status_code == 422
+    assert response.get_json()["errors"]["name"] == ["Bitte geben Sie Ihren Namen an."]

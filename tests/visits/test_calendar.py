@@ -114,3 +114,12 @@ def test_a_parser_finds_the_right_local_time_across_a_dst_change(
         results[name] = start.astimezone(UTC)
     assert results["before"] == datetime(2027, 3, 27, 9, 0, tzinfo=UTC)
     assert results["after"] == datetime(2027, 3, 29, 8, 0, tzinfo=UTC)
+
+
+def test_a_draft_has_no_public_calendar_file(
+    visits_client: FlaskClient, staff_token: Callable[[str], str]
+) -> None:
+    draft = _create(visits_client, staff_token("coordinator"), status="draft")
+    response = visits_client.get(f"/api/v1/public/trainings/{draft['id']}.ics")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"

@@ -192,3 +192,24 @@ def test_open_and_overdue_follow_ups_per_assignee(
     )
     assert added.status_code == 201
     assert added.get_json()["assignee"].startswith("coordinator-")
+
+
+def test_an_archived_organisation_keeps_its_timeline_but_takes_no_new_visits(
+    visits_app: Flask, visits_client: FlaskClient, staff_token: Callable[[str], str]
+) -> None:
+    from .helpers import apply, envelope
+
+    org = seed_organisation(visits_app)
+    token = auth(staff_token("coordinator"))
+    body = {"organisation_id": org["id"], "channel": "on_site", "note": "vor Ort"}
+    assert visits_client.post("/api/v1/visits/quick", json=body, headers=token).status_code == 201
+    apply(
+        visits_app,
+        envelope("contacts.organisation.archived", org["id"], 2, {**org, "archived": True}),
+    )
+    refused = visits_client.post("/api/v1/visits/quick", json=body, headers=token)
+    assert refused.status_code == 422 and "organisation_id" in refused.get_json()["errors"]
+    timeline = visits_client.get(f"/api/v1/organisations/{org['id']}/visits", headers=token)
+    assert timeline.get_json()["total"] == 1
+    unknown = visits_client.get(f"/api/v1/organisations/{uuid.uuid4()}/visits", headers=token)
+    assert unknown.status_code == 404

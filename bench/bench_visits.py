@@ -1,6 +1,7 @@
 """Sign-ups and confirmations for one training with few seats, fired by many concurrent
 clients at the visits API under gunicorn, beside the service's trivial endpoint
-(``/healthz``) in the same run.
+(``/healthz``) in the same run, and a read of the training (two queries) as a floor for
+any request that touches the database.
 
 It starts what it needs (embedded PostgreSQL and Redis, the API under gunicorn on free
 ports) and stops it. No worker runs: the mails stay queued in Redis. Scale with
@@ -202,6 +203,14 @@ def _measure(
     )
     outcome = Counter(a.json().get("status") for a in confirmed if a.status_code == 200)
 
+    read = Phase("read training")
+    _run(
+        read,
+        clients,
+        list(range(len(ids))),
+        lambda s, _i: s.get(f"{base}/api/v1/public/trainings/{training_id}", timeout=60),
+    )
+
     health = Phase("/healthz")
     _run(
         health,
@@ -219,7 +228,7 @@ def _measure(
         f"visits: {signups} sign-ups + confirmations, {seats} seats, {clients} concurrent "
         f"clients, gunicorn {api_workers} workers x 4 threads"
     )
-    for phase in (sign_up, confirm, health):
+    for phase in (sign_up, confirm, read, health):
         print("  " + phase.line())
     print(
         f"  confirmed {outcome.get('confirmed', 0)} (training says {seats_after['confirmed']}), "

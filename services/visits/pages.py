@@ -9,6 +9,14 @@ from flask import Response
 from . import services
 from .mails import render_page
 
+# The address holds a token: keep it out of caches, referrers and search engines.
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+
 TITLES = {
     400: "Ungültiger Link",
     404: "Anmeldung nicht gefunden",
@@ -30,7 +38,7 @@ def error_page(status: int, detail: str) -> Response:
         action=None,
         ics_url=None,
     )
-    return Response(html, status=status, mimetype="text/html")
+    return Response(html, status=status, mimetype="text/html", headers=HEADERS)
 
 
 def link_page(
@@ -80,4 +88,4 @@ def link_page(
         action=action,
         ics_url=ics_url if show_ics else None,
     )
-    return Response(html, status=200, mimetype="text/html")
+    return Response(html, status=200, mimetype="text/html", headers=HEADERS)

@@ -77,6 +77,8 @@ def test_two_seats_three_people_cancel_promotes_the_waitlisted_one(
         html = page.get_data(as_text=True)
         assert 'lang="de"' in html and "Anmeldung jetzt bestätigen" in html
         assert '<form method="post"' in html
+        assert page.headers["Cache-Control"] == "no-store"
+        assert page.headers["Referrer-Policy"] == "no-referrer"
         done = visits_client.post(confirm)
         assert done.status_code == 200
         statuses.append(done.get_data(as_text=True))

@@ -143,6 +143,7 @@ class Training(Base):
     __table_args__ = (
         CheckConstraint(_in("status", TRAINING_STATUSES), name="status"),
         CheckConstraint("capacity >= 0", name="capacity"),
+        CheckConstraint("waitlist_limit >= 0", name="waitlist_limit"),
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
     )
 
@@ -156,6 +157,8 @@ class Training(Base):
     location_address: Mapped[str] = mapped_column(String(300), default="")
     trainer: Mapped[str] = mapped_column(String(200), default="")
     capacity: Mapped[int] = mapped_column(Integer)
+    # How many may wait for a seat; None: no limit. Seats and waitlist taken: "ausgebucht".
+    waitlist_limit: Mapped[int | None] = mapped_column(Integer)
     signup_deadline: Mapped[datetime | None] = mapped_column(Timestamp)
     status: Mapped[str] = mapped_column(String(20), default="draft")
     # RFC 5545 SEQUENCE: raised when time or place change and on cancellation.

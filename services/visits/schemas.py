@@ -156,6 +156,12 @@ class TrainingInSchema(ma.Schema):
     location_address = ma.fields.String(load_default="", validate=validate.Length(max=300))
     trainer = ma.fields.String(load_default="", validate=validate.Length(max=200))
     capacity = ma.fields.Integer(required=True, validate=validate.Range(min=0, max=10000))
+    waitlist_limit = ma.fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=10000),
+        metadata={"description": "How many may wait for a seat; null: no limit."},
+    )
     signup_deadline = BerlinDateTime(load_default=None, allow_none=True)
     status = ma.fields.String(load_default="draft", validate=validate.OneOf(("draft", "published")))
 
@@ -170,6 +176,7 @@ class TrainingPatchSchema(ma.Schema):
     location_address = ma.fields.String(validate=validate.Length(max=300))
     trainer = ma.fields.String(validate=validate.Length(max=200))
     capacity = ma.fields.Integer(validate=validate.Range(min=0, max=10000))
+    waitlist_limit = ma.fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10000))
     signup_deadline = BerlinDateTime(allow_none=True)
     status = ma.fields.String(validate=validate.OneOf(TRAINING_STATUSES))
 
@@ -185,6 +192,7 @@ class TrainingOutSchema(ma.Schema):
     location_address = ma.fields.String()
     trainer = ma.fields.String()
     capacity = ma.fields.Integer()
+    waitlist_limit = ma.fields.Integer(allow_none=True)
     signup_deadline = BerlinDateTime(allow_none=True)
     status = ma.fields.String()
     sequence = ma.fields.Integer()

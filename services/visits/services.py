@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
-from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy import Integer, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
@@ -60,6 +60,7 @@ TRANSITIONS: dict[str, set[str]] = {
     "done": set(),
 }
 ACTIVE_REGISTRATION = ("pending", "confirmed", "waitlisted")
+FULLY_BOOKED = "Diese Schulung ist ausgebucht, auch die Warteliste ist voll."
 
 
 def to_utc(value: datetime) -> datetime:
@@ -590,7 +591,7 @@ def _check_open_for_signup(training: Training | None, now: datetime) -> Training
 
 
 def _sign_up(session: Session, *, training_id: uuid.UUID, now: datetime, **values: Any) -> SignUp:
-    _check_open_for_signup(session.get(Training, training_id), now)
+    training = _check_open_for_signup(session.get(Training, training_id), now)
     existing = session.scalars(
         select(Registration)
         .where(Registration.training_id == training_id, Registration.email == values["email"])
@@ -607,6 +608,10 @@ def _sign_up(session: Session, *, training_id: uuid.UUID, now: datetime, **value
         )
         _commit(session)
         return SignUp(existing, resent=True)
+    if training.waitlist_limit is not None:
+        view = _views(session, [training])[0]
+        if view.confirmed + view.waitlisted >= training.capacity + training.waitlist_limit:
+            raise Conflict(FULLY_BOOKED)
     registration = existing or Registration(training_id=training_id, email=values["email"])
     if existing is None:
         session.add(registration)
@@ -701,8 +706,9 @@ def check_link(
 @functools.cache
 def _take_seat_statement() -> Any:
     """Count the seats and set the status in one statement (built once per process):
-    confirmed while seats are free, else waitlisted; RETURNING also counts those already
-    waitlisted, which gives the new one's position. The caller holds the training's lock."""
+    confirmed while seats are free, else waitlisted while the waitlist has room, else
+    nothing; RETURNING also counts those already waitlisted, which gives the new one's
+    position. The caller holds the training's lock."""
     others = aliased(Registration)
 
     def count(status: str) -> Any:
@@ -714,10 +720,16 @@ def _take_seat_statement() -> Any:
         )
 
     seat_free = count("confirmed") < bindparam("b_capacity")
+    limit = bindparam("b_waitlist_limit", type_=Integer)
+    room_to_wait = or_(limit.is_(None), count("waitlisted") < limit)
     now = bindparam("b_now", type_=Timestamp)
     return (
         update(Registration)
-        .where(Registration.id == bindparam("b_registration"), Registration.status == "pending")
+        .where(
+            Registration.id == bindparam("b_registration"),
+            Registration.status == "pending",
+            or_(seat_free, room_to_wait),
+        )
         .values(
             status=case((seat_free, "confirmed"), else_="waitlisted"),
             confirmed_at=case((seat_free, now), else_=None),
@@ -757,13 +769,14 @@ def confirm_registration(
             "b_registration": registration_id,
             "b_training": training.id,
             "b_capacity": training.capacity,
+            "b_waitlist_limit": training.waitlist_limit,
             "b_now": now,
         },
     ).first()
-    if row is None:  # it changed since it was read (expired, or confirmed twice at once)
+    if row is None:  # fully booked, or it changed since it was read
         session.refresh(registration)
         _check_confirmable(registration, now)
-        raise Conflict("Diese Anmeldung ist bereits bestätigt.")
+        raise Conflict(FULLY_BOOKED)
     status, waitlisted_before = row
     set_committed_value(registration, "status", status)
     set_committed_value(registration, "confirmed_at", now if status == "confirmed" else None)

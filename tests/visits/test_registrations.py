@@ -522,3 +522,34 @@ def test_a_blank_name_is_refused_in_german(visits_client: FlaskClient, coordinat
     response = _sign_up(visits_client, training["id"], unique_email(), name="   ")
     assert response.status_code == 422
     assert response.get_json()["errors"]["name"] == ["Bitte geben Sie Ihren Namen an."]
+
+
+def test_a_fully_booked_training_with_a_full_waitlist_refuses_clearly(
+    visits_app: Flask, visits_client: FlaskClient, coordinator: str, secret_key: str
+) -> None:
+    training = _training(visits_client, coordinator, capacity=1, waitlist_limit=1)
+    ids = [
+        _sign_up(visits_client, training["id"], unique_email()).get_json()["id"] for _ in range(3)
+    ]
+    answers = []
+    for registration_id in ids:
+        token = services.link_token(
+            secret_key, services.CONFIRM_PURPOSE, uuid.UUID(registration_id)
+        )
+        answers.append(
+            visits_client.post(f"/api/v1/public/registrations/{token}/confirm", headers=JSON)
+        )
+    assert [a.status_code for a in answers] == [200, 200, 409]
+    assert [a.get_json().get("status") for a in answers[:2]] == ["confirmed", "waitlisted"]
+    assert "ausgebucht" in answers[2].get_json()["detail"]
+    with get_database(visits_app).session() as session:
+        assert session.get(Registration, uuid.UUID(ids[2])).status == "pending"  # type: ignore[union-attr]
+
+    late = _sign_up(visits_client, training["id"], unique_email())
+    assert late.status_code == 409 and late.mimetype == PROBLEM
+    assert "ausgebucht" in late.get_json()["detail"]
+    page = visits_client.post(
+        f"/api/v1/public/registrations/"
+        f"{services.link_token(secret_key, services.CONFIRM_PURPOSE, uuid.UUID(ids[2]))}/confirm"
+    )
+    assert page.status_code == 409 and "ausgebucht" in page.get_data(as_text=True)

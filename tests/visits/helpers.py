@@ -104,3 +104,13 @@ def link_path(mail: Any, action: str) -> str:
     found = re.search(rf"https?://[^/\s]+(/\S+/{action})\b", mail_text(mail))
     assert found, mail_text(mail)
     return found.group(1)
+
+
+def close_app(app: Flask) -> None:
+    """Close what an app made for one test opened: database pool, Redis, broker pool."""
+    from shared.app import get_redis
+    from shared.celery_app import get_celery
+
+    get_database(app).dispose()
+    get_redis(app).close()
+    get_celery(app).close()

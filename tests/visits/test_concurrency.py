@@ -17,6 +17,8 @@ from shared.db import get_database, utcnow
 from shared.settings import Settings
 from shared.testing import unique_email
 
+from .helpers import close_app
+
 CONFIRMATIONS = 100
 SEATS = 5
 
@@ -29,7 +31,7 @@ def isolated_app(make_settings: Callable[..., Settings]) -> Iterator[Flask]:
     settings = make_settings("visits")
     app = create_app(settings.replace(redis_url=settings.redis_url.rsplit("/", 1)[0] + "/7"))
     yield app
-    get_database(app).dispose()
+    close_app(app)
 
 
 def test_many_simultaneous_confirmations_never_overbook(isolated_app: Flask) -> None:

@@ -21,7 +21,7 @@ from shared.db import get_database, utcnow
 from shared.smtp_sink import SinkHandler, StoredMail
 from shared.testing import auth, unique_email, wait_until
 
-from .helpers import link_path, mail_text, seed_organisation, training_body
+from .helpers import close_app, link_path, mail_text, seed_organisation, training_body
 
 PROBLEM = "application/problem+json"
 JSON = {"Accept": "application/json"}
@@ -437,7 +437,7 @@ def test_public_sign_up_is_rate_limited_per_client(
         environ_base={"REMOTE_ADDR": "10.8.0.1"},
     )
     assert other.status_code == 202
-    get_database(app).dispose()
+    close_app(app)
 
 
 def test_moving_a_training_sends_the_updated_calendar_entry_to_those_with_a_seat(

@@ -114,6 +114,7 @@ class CampaignMailer(Mailer):
         with self._lock:
             conn = self._connection()
             try:
+                conn.ehlo_or_helo_if_needed()
                 self._expect(conn, conn.mail(sender), 250, conn)
                 self._expect(conn, conn.rcpt(recipient), (250, 251), conn)
                 conn.putcmd("data")

@@ -305,7 +305,7 @@ def test_organisation_events_feed_the_projection(newsletter_app: Flask) -> None:
     def event(version: int, district: str, kind: str = "business") -> dict[str, Any]:
         return {
             "id": str(uuid.uuid4()),
-            "type": "contacts.organisation.updated" if version > 1 else "contacts.organisation.created",
+            "type": f"contacts.organisation.{'updated' if version > 1 else 'created'}",
             "source": "contacts",
             "aggregate_id": org_id,
             "version": version,

@@ -226,15 +226,11 @@ def test_pause_resume_cancel_and_schedule(
     at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     scheduled = newsletter_client.post(f"{base}/schedule", json={"at": at}, headers=writer)
     assert scheduled.get_json()["state"] == "scheduled"
-    with newsletter_app.app_context():
-        with get_database(newsletter_app).session() as session:
-            assert uuid.UUID(campaign["id"]) not in use_cases.due_campaigns(
-                session, datetime.now(UTC)
-            )
+    with newsletter_app.app_context(), get_database(newsletter_app).session() as session:
+        assert uuid.UUID(campaign["id"]) not in use_cases.due_campaigns(session, datetime.now(UTC))
     # No worker runs here: the state machine alone.
-    with newsletter_app.app_context():
-        with get_database(newsletter_app).session() as session:
-            started = use_cases.due_campaigns(session, datetime.now(UTC) + timedelta(hours=2))
+    with newsletter_app.app_context(), get_database(newsletter_app).session() as session:
+        started = use_cases.due_campaigns(session, datetime.now(UTC) + timedelta(hours=2))
     assert uuid.UUID(campaign["id"]) in started
     assert newsletter_client.post(f"{base}/send", headers=writer).status_code == 409
     assert newsletter_client.post(f"{base}/pause", headers=writer).get_json()["state"] == "paused"
@@ -260,8 +256,11 @@ def test_segment_narrows_by_district_kind_and_needs(
     in_schmarl, in_gross_klein, without = add_subscribers([list_id], 3)
     district = f"Schmarl-{uuid.uuid4().hex[:6]}"
     with get_database(newsletter_app).session() as session:
-        for address, where, needs in ((in_schmarl, district, ["fachkraefte"]),
-                                      (in_gross_klein, "Groß Klein", ["digitalisierung"])):  # fmt: skip
+        placed = [
+            (in_schmarl, district, ["fachkraefte"]),
+            (in_gross_klein, "Groß Klein", ["digitalisierung"]),
+        ]
+        for address, where, needs in placed:
             org = Organisation(id=uuid.uuid4(), name="Betrieb", kind="business",
                                district=where, needs=needs, version=1)  # fmt: skip
             session.add(org)

@@ -112,7 +112,7 @@ def flaky_sink() -> Iterator[tuple[SinkHandler, int, set[str], set[str]]]:
     def respond(_sender: str, recipients: list[str], _raw: bytes) -> str | None:
         rcpt = recipients[0]
         if rcpt in gone:
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % rcpt
+            return f"550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"
         with lock:
             if hash(rcpt) % 3 == 0 and rcpt not in refused_once:
                 refused_once.add(rcpt)

@@ -3,7 +3,7 @@ the sending loop that the Celery tasks run. Each use case owns its transaction."
 
 from __future__ import annotations
 
-import smtplib
+import logging
 import threading
 import uuid
 from dataclasses import dataclass
@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from shared.auth import sign_link
 from shared.db import utcnow
 from shared.errors import Conflict, Invalid, NotFound
-from shared.mail import address
+from shared.mail import SmtpConfig, address
+from shared.problems import ServiceUnavailable
 from shared.settings import Settings
 
 from . import jobs, rendering
@@ -24,14 +25,18 @@ from .delivery import (
     Aborted,
     Claimed,
     DeliveryConfig,
+    Outgoing,
+    SmtpPool,
     SmtpRefused,
     claim,
     engine_for,
-    mailer_for,
     mark_sent,
+    pool_for,
     rate_cap_for,
 )
 from .models import Campaign, Delivery, MailingList
+
+log = logging.getLogger(__name__)
 
 EDITABLE = ("draft", "scheduled")
 PREFERENCES_PURPOSE = "newsletter-preferences"
@@ -348,7 +353,7 @@ def run_campaign(
 ) -> RunOutcome:
     """Claim and send chunks until nothing is left to claim (or the campaign stops)."""
     config = config or DeliveryConfig.from_env()
-    mailer = mailer_for(settings)
+    pool = pool_for(settings, config)
     cap = rate_cap_for(settings, config)
     sender = address(settings.mail_from).addr_spec
     claim_id = uuid.uuid4().hex
@@ -362,61 +367,78 @@ def run_campaign(
             if not rows:
                 outcome.retry_in = _finish(conn, campaign_id)
                 return outcome
+            cap.acquire(len(rows))  # one Redis round trip per chunk, not per mail
             sent = errors = 0
-            for row in rows:
-                cap.acquire()
-                result = _send_one(
-                    conn, settings, mailer, compiled, campaign_id, claim_id, row, sender, config
+            for start in range(0, len(rows), pool.size):
+                group = rows[start : start + pool.size]
+                results = _send_group(
+                    conn, settings, pool, compiled, campaign_id, claim_id, group, sender, config
                 )
-                sent += result == "sent"
-                errors += result == "error"
+                sent += results.count("sent")
+                errors += results.count("error")
             outcome.sent += sent
             outcome.errors += errors
             if not _after_chunk(conn, campaign_id, sent, errors, config):
                 return outcome
 
 
-def _send_one(
+def _send_group(
     conn: Connection,
     settings: Settings,
-    mailer: Any,
+    pool: SmtpPool,
     compiled: rendering.CompiledCampaign,
     campaign_id: uuid.UUID,
     claim_id: str,
-    row: Claimed,
+    rows: list[Claimed],
     sender: str,
     config: DeliveryConfig,
-) -> str:
-    unsubscribe, preferences = links(settings, campaign_id, row.subscriber_id, row.token)
-    rendered = compiled.render(
-        email=row.email,
-        name=row.name,
-        organisation=row.organisation,
-        token=row.token,
-        unsubscribe_url=unsubscribe,
-        preferences_url=preferences,
-    )
-    try:
-        mailer.send_two_phase(
-            sender,
-            row.email,
-            rendered.data,
-            lambda: mark_sent(conn, row.id, claim_id, rendered.message_id),
+) -> list[str]:
+    items: list[Outgoing] = []
+    message_ids: dict[int, str] = {}
+    for row in rows:
+        unsubscribe, preferences = links(settings, campaign_id, row.subscriber_id, row.token)
+        rendered = compiled.render(
+            email=row.email,
+            name=row.name,
+            organisation=row.organisation,
+            token=row.token,
+            unsubscribe_url=unsubscribe,
+            preferences_url=preferences,
         )
-        return "sent"
-    except Aborted:
-        return "skipped"
-    except SmtpRefused as refusal:
+        message_ids[row.id] = rendered.message_id
+        items.append(Outgoing(row.id, row.email, rendered.data))
+    try:
+        pool.send_group(
+            sender, items, lambda keys: mark_sent(conn, claim_id, {k: message_ids[k] for k in keys})
+        )
+    except Exception:
+        # The database failed at the commit: the mails were abandoned before their dot and
+        # the rows stay "sending" until their lease runs out; then they are sent again.
         conn.rollback()
-        if refusal.permanent:
-            _record_bounce(conn, row, claim_id, campaign_id, refusal)
-            return "bounced" if refusal.hard else "error"
-        _record_retry(conn, row, claim_id, str(refusal), config)
-        return "error"
-    except (OSError, smtplib.SMTPException) as exc:
-        conn.rollback()
-        _record_retry(conn, row, claim_id, f"{exc.__class__.__name__}: {exc}", config)
-        return "error"
+        raise
+    results = []
+    for row, item in zip(rows, items, strict=True):
+        error = item.error
+        if error is None:
+            results.append("sent")
+        elif isinstance(error, Aborted):
+            results.append("skipped")
+        elif isinstance(error, SmtpRefused):
+            if error.permanent:
+                _record_bounce(conn, row, claim_id, campaign_id, error)
+                results.append("bounced" if error.hard else "error")
+            else:
+                _record_retry(conn, row, claim_id, str(error), config)
+                results.append("error")
+        elif item.committed:
+            # The wire broke after the row was committed and the dot was written: the
+            # server most likely has the mail; we keep it as sent (never send twice).
+            log.warning("no reply after the final dot for delivery %s: %s", row.id, error)
+            results.append("sent")
+        else:
+            _record_retry(conn, row, claim_id, f"{error.__class__.__name__}: {error}", config)
+            results.append("error")
+    return results
 
 
 def _record_retry(
@@ -611,12 +633,13 @@ def test_send(
         unsubscribe_url=unsubscribe,
         preferences_url=preferences,
     )
-    try:
-        mailer_for(settings).send_two_phase(
-            address(settings.mail_from).addr_spec, email, rendered.data, lambda: True
-        )
-    except SmtpRefused as refusal:
-        raise Invalid({"email": [f"The mail server refused the address: {refusal}"]}) from refusal
+    item = Outgoing(0, email, rendered.data)
+    with SmtpPool(SmtpConfig.from_url(settings.smtp_url), 1) as pool:
+        pool.send_group(address(settings.mail_from).addr_spec, [item], lambda keys: set(keys))
+    if isinstance(item.error, SmtpRefused):
+        raise Invalid({"email": [f"The mail server refused the address: {item.error}"]})
+    if item.error is not None:
+        raise ServiceUnavailable("The mail server cannot be reached.") from item.error
 
 
 def due_campaigns(session: Session, now: datetime) -> list[uuid.UUID]:

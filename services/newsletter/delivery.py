@@ -35,7 +35,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.storage import storage_from_string
@@ -58,6 +57,7 @@ class DeliveryConfig:
     retry_base_seconds: float = 30.0
     max_error_streak: int = 50
     parallelism: int = 4
+    connections: int = 8  # SMTP connections per worker process, driven in lock-step
     synchronous_commit: bool = False
 
     @classmethod
@@ -73,6 +73,7 @@ class DeliveryConfig:
             ),
             max_error_streak=int(env.get("NEWSLETTER_MAX_ERROR_STREAK", cls.max_error_streak)),
             parallelism=int(env.get("NEWSLETTER_PARALLELISM", cls.parallelism)),
+            connections=int(env.get("NEWSLETTER_SMTP_CONNECTIONS", cls.connections)),
             synchronous_commit=env.get("NEWSLETTER_SYNCHRONOUS_COMMIT", "off").lower()
             in ("on", "1", "true"),
         )
@@ -102,59 +103,22 @@ class Aborted(Exception):
     """The row was taken away (unsubscribed, cancelled) before the mail was complete."""
 
 
-class CampaignMailer(Mailer):
-    """The shared mailer plus a two-phase send: the caller commits before the final dot."""
+class SmtpConnection(Mailer):
+    """One SMTP connection of the pool (the shared Mailer's connect: TLS, login)."""
 
-    def send_two_phase(
-        self, sender: str, recipient: str, data: bytes, commit: Callable[[], bool]
-    ) -> None:
-        """Send ``data``; ``commit`` runs after the body and before the final dot and
-        returns False to abandon the mail (the connection is dropped, the server discards
-        it). Raises SmtpRefused for a 4xx/5xx answer, OSError/SMTPException for the wire."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.ehlo_or_helo_if_needed()
-                self._expect(conn, conn.mail(sender), 250, conn)
-                self._expect(conn, conn.rcpt(recipient), (250, 251), conn)
-                conn.putcmd("data")
-                self._expect(conn, conn.getreply(), 354, conn)
-            except smtplib.SMTPServerDisconnected:
-                self._conn = None
-                raise
-            body = _DOTS.sub(b"..", data)
-            if not body.endswith(b"\r\n"):
-                body += b"\r\n"
-            try:
-                conn.send(body)
-            except (OSError, smtplib.SMTPException):
-                self._drop()
-                raise
-            if not commit():
-                self._drop()
-                raise Aborted()
-            try:
-                conn.send(b".\r\n")
-                code, message = conn.getreply()
-            except (OSError, smtplib.SMTPException):
-                self._drop()
-                raise
-            if code != 250:
-                raise SmtpRefused(code, message.decode("utf-8", "replace"))
+    def _connect(self) -> smtplib.SMTP:
+        conn = super()._connect()
+        # The final dot is a separate small write after the body: without TCP_NODELAY,
+        # Nagle's algorithm holds it until the server's delayed ACK (about 40 ms a mail).
+        if conn.sock is not None:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.ehlo_or_helo_if_needed()
+        return conn
 
-    def _expect(
-        self, conn: smtplib.SMTP, reply: tuple[int, bytes], ok: int | tuple[int, ...], _c: Any
-    ) -> None:
-        code, message = reply
-        wanted = ok if isinstance(ok, tuple) else (ok,)
-        if code not in wanted:
-            if code == -1 or code == 421:
-                self._drop()
-                raise smtplib.SMTPServerDisconnected(message.decode("utf-8", "replace"))
-            self._reset(conn)
-            raise SmtpRefused(code, message.decode("utf-8", "replace"))
+    def open(self) -> smtplib.SMTP:
+        return self._connection()
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -163,6 +127,156 @@ class CampaignMailer(Mailer):
             except OSError:
                 pass
             conn.close()
+
+    def rset(self) -> None:
+        if self._conn is not None:
+            self._reset(self._conn)
+
+
+@dataclass
+class Outgoing:
+    """One mail for :meth:`SmtpPool.send_group`; the outcome is written back into it."""
+
+    key: int
+    recipient: str
+    data: bytes
+    error: Exception | None = None
+    committed: bool = False  # the row was committed as sent before the final dot
+
+
+_Live = tuple[SmtpConnection, smtplib.SMTP, Outgoing]
+
+
+class SmtpPool:
+    """SMTP connections reused across mails and tasks, driven in lock-step: the envelope
+    commands of a group of mails go out on all connections before any reply is read, the
+    bodies follow, then ONE commit marks the group sent, then the final dots go out. Round
+    trips overlap across connections, and the commit is shared by the group, while every
+    mail's commit still comes before its dot (see the module docstring)."""
+
+    def __init__(self, config: SmtpConfig, size: int) -> None:
+        self.connections = [SmtpConnection(config) for _ in range(max(1, size))]
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return len(self.connections)
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
+
+    def __enter__(self) -> SmtpPool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def send_group(
+        self, sender: str, items: list[Outgoing], commit: Callable[[list[int]], set[int]]
+    ) -> None:
+        """Send up to ``size`` mails. ``commit(keys)`` runs after the bodies and before the
+        final dots and returns the keys still to be sent (the others are abandoned: their
+        connection is dropped, so the server discards them). Outcomes land in the items."""
+        if len(items) > self.size:
+            raise ValueError("more mails than connections")
+        with self._lock:
+            live = self._envelopes(sender, items)
+            ready: list[_Live] = []
+            for connection, conn, item in live:
+                try:
+                    body = _DOTS.sub(b"..", item.data)
+                    conn.send(body if body.endswith(b"\r\n") else body + b"\r\n")
+                    ready.append((connection, conn, item))
+                except (OSError, smtplib.SMTPException) as exc:
+                    connection.drop()
+                    item.error = exc
+            if not ready:
+                return
+            try:
+                keep = commit([item.key for _c, _s, item in ready])
+            except BaseException:
+                for connection, _conn, _item in ready:
+                    connection.drop()
+                raise
+            for connection, _conn, item in ready:
+                if item.key in keep:
+                    item.committed = True
+                else:
+                    connection.drop()
+                    item.error = Aborted()
+            # The dots go out back to back right after the commit (the loss window).
+            waiting: list[_Live] = []
+            for connection, conn, item in ready:
+                if not item.committed:
+                    continue
+                try:
+                    conn.sock.sendall(b".\r\n")  # type: ignore[union-attr]
+                    waiting.append((connection, conn, item))
+                except (OSError, AttributeError) as exc:
+                    connection.drop()
+                    item.error = exc
+            for connection, conn, item in waiting:
+                try:
+                    code, message = conn.getreply()
+                except (OSError, smtplib.SMTPException) as exc:
+                    connection.drop()
+                    item.error = exc
+                    continue
+                if code != 250:
+                    item.error = SmtpRefused(code, message.decode("utf-8", "replace"))
+
+    def _envelopes(self, sender: str, items: list[Outgoing]) -> list[_Live]:
+        """MAIL, RCPT and DATA on every connection, step by step across connections (or all
+        three at once where the server offers PIPELINING); the ones that reached 354."""
+        live: list[_Live] = []
+        for connection, item in zip(self.connections, items, strict=False):
+            try:
+                live.append((connection, connection.open(), item))
+            except (OSError, smtplib.SMTPException) as exc:
+                connection.drop()
+                item.error = exc
+        steps = [
+            (lambda item: f"MAIL FROM:<{sender}>", (250,)),
+            (lambda item: f"RCPT TO:<{item.recipient}>", (250, 251)),
+            (lambda item: "DATA", (354,)),
+        ]
+        pipelined = [x for x in live if x[1].has_extn("pipelining")]
+        stepwise = [x for x in live if not x[1].has_extn("pipelining")]
+        failed: set[int] = set()
+        for group, batches in ((pipelined, [steps]), (stepwise, [[step] for step in steps])):
+            for batch in batches:
+                current = [x for x in group if id(x[2]) not in failed]
+                for connection, conn, item in current:
+                    try:
+                        conn.send("".join(f"{make(item)}\r\n" for make, _ok in batch).encode())
+                    except (OSError, smtplib.SMTPException) as exc:
+                        connection.drop()
+                        item.error = exc
+                        failed.add(id(item))
+                for connection, conn, item in current:
+                    if id(item) in failed:
+                        continue
+                    try:
+                        replies = [(conn.getreply(), ok) for _make, ok in batch]
+                    except (OSError, smtplib.SMTPException) as exc:
+                        connection.drop()
+                        item.error = exc
+                        failed.add(id(item))
+                        continue
+                    for (code, message), ok in replies:
+                        if code in ok:
+                            continue
+                        text_ = message.decode("utf-8", "replace")
+                        if code in (-1, 421) or replies[-1][0][0] == 354:
+                            connection.drop()
+                            item.error = smtplib.SMTPServerDisconnected(text_)
+                        else:
+                            connection.rset()
+                            item.error = SmtpRefused(code, text_)
+                        failed.add(id(item))
+                        break
+        return [x for x in live if id(x[2]) not in failed]
 
 
 class RateCap:
@@ -174,10 +288,13 @@ class RateCap:
         self.item = RateLimitItemPerSecond(max(1, per_second))
         self.limiter = FixedWindowRateLimiter(storage_from_string(redis_url))
 
-    def acquire(self) -> None:
+    def acquire(self, count: int = 1) -> None:
+        """Take ``count`` sends (at most the cap per second); wait for the next window if the
+        current one is spent."""
         if self.per_second <= 0:
             return
-        while not self.limiter.hit(self.item, self.key):
+        cost = max(1, min(count, self.per_second))
+        while not self.limiter.hit(self.item, self.key, cost=cost):
             reset = self.limiter.get_window_stats(self.item, self.key).reset_time
             time.sleep(min(1.0, max(0.002, reset - time.time())))
 
@@ -185,19 +302,20 @@ class RateCap:
 # One mailer, rate cap and database engine per worker process, made on first use (after the
 # fork), so that a campaign reuses its SMTP connection across mails and tasks.
 _lock = threading.Lock()
-_mailers: dict[str, CampaignMailer] = {}
+_pools: dict[tuple[str, int], SmtpPool] = {}
 _caps: dict[tuple[str, int], RateCap] = {}
 _engines: dict[tuple[str, bool], Engine] = {}
 
 
-def mailer_for(settings: Settings) -> CampaignMailer:
+def pool_for(settings: Settings, config: DeliveryConfig) -> SmtpPool:
+    key = (settings.smtp_url, config.connections)
     with _lock:
-        mailer = _mailers.get(settings.smtp_url)
-        if mailer is None:
-            mailer = _mailers[settings.smtp_url] = CampaignMailer(
-                SmtpConfig.from_url(settings.smtp_url)
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = SmtpPool(
+                SmtpConfig.from_url(settings.smtp_url), config.connections
             )
-        return mailer
+        return pool
 
 
 def rate_cap_for(settings: Settings, config: DeliveryConfig) -> RateCap:
@@ -228,7 +346,7 @@ def engine_for(settings: Settings, config: DeliveryConfig) -> Engine:
 def forget_process_resources() -> None:
     """After a fork: the child must not share the parent's sockets."""
     with _lock:
-        _mailers.clear()
+        _pools.clear()
         _caps.clear()
         for engine in _engines.values():
             engine.dispose(close=False)
@@ -273,7 +391,7 @@ def claim(
                 "campaign": campaign_id,
                 "claim": claim_id,
                 "lease": config.lease_seconds,
-                "limit": config.chunk,
+                "limit": max(1, min(config.chunk, config.rate_per_second or config.chunk)),
             },
         ).all()
         conn.commit()
@@ -282,14 +400,16 @@ def claim(
     return []
 
 
-def mark_sent(conn: Connection, delivery_id: int, claim_id: str, message_id: str) -> bool:
-    row = conn.execute(
+def mark_sent(conn: Connection, claim_id: str, message_ids: dict[int, str]) -> set[int]:
+    """Commit a group as sent, under our claim; returns the ids that are still ours."""
+    rows = conn.execute(
         text(
-            "UPDATE deliveries SET state = 'sent', sent_at = now(), message_id = :mid,"
-            " lease_until = NULL WHERE id = :id AND state = 'sending' AND claimed_by = :claim"
-            " RETURNING id"
+            "UPDATE deliveries d SET state = 'sent', sent_at = now(), message_id = m.mid,"
+            " lease_until = NULL FROM unnest(CAST(:ids AS bigint[]), CAST(:mids AS text[]))"
+            " AS m(id, mid) WHERE d.id = m.id AND d.state = 'sending' AND d.claimed_by = :claim"
+            " RETURNING d.id"
         ),
-        {"id": delivery_id, "claim": claim_id, "mid": message_id},
-    ).first()
+        {"ids": list(message_ids), "mids": list(message_ids.values()), "claim": claim_id},
+    ).all()
     conn.commit()
-    return row is not None
+    return {row[0] for row in rows}

@@ -8,6 +8,7 @@ string replacements and a quoted-printable encoding (C code in ``binascii``).
 
 from __future__ import annotations
 
+import base64
 import binascii
 import functools
 import html
@@ -15,7 +16,6 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
@@ -96,13 +96,26 @@ def _qp(value: str) -> bytes:
     return encoded.replace(b"\n", b"\r\n")
 
 
+def _encoded_words(value: str) -> str:
+    """RFC 2047 base64 encoded-words of at most 75 characters, folded (cheaper than
+    ``email.header.Header``, which costs about half a millisecond a name)."""
+    words, chunk = [], b""
+    for char in value:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > 45:
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
+
+
 def _to_header(name: str, email: str) -> str:
     if not name:
         return email
     if _SAFE_NAME.fullmatch(name):
         return f'"{name}" <{email}>'
-    encoded = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
-    return f"{encoded} <{email}>"
+    return f"{_encoded_words(name)} <{email}>"
 
 
 class _Clock:

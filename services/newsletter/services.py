@@ -286,16 +286,23 @@ def unsent_confirmations(session: Session, older_than: timedelta) -> list[uuid.U
     return ids
 
 
-def consent_from_link(session: Session, secret: str, token: str) -> ConsentRecord:
+def _linked_id(secret: str, purpose: str, token: str, max_age: timedelta, what: str) -> uuid.UUID:
+    """The id a signed link carries; 410 when it expired, 404 when it is not valid."""
     try:
-        consent_id = load_link(secret, CONFIRM_PURPOSE, token, CONFIRM_MAX_AGE)
+        return uuid.UUID(load_link(secret, purpose, token, max_age))
     except LinkError as exc:
         if exc.expired:
-            raise Gone("Dieser Bestätigungslink ist abgelaufen.") from exc
-        raise NotFound("Dieser Bestätigungslink ist ungültig.") from exc
-    consent = session.get(ConsentRecord, uuid.UUID(consent_id))
+            raise Gone(f"Dieser {what} ist abgelaufen.") from exc
+        raise NotFound(f"Dieser {what} ist ungültig.") from exc
+
+
+def consent_from_link(session: Session, secret: str, token: str) -> ConsentRecord:
+    what = "Bestätigungslink"
+    consent = session.get(
+        ConsentRecord, _linked_id(secret, CONFIRM_PURPOSE, token, CONFIRM_MAX_AGE, what)
+    )
     if consent is None:
-        raise NotFound("Dieser Bestätigungslink ist ungültig.")
+        raise NotFound(f"Dieser {what} ist ungültig.")
     return consent
 
 
@@ -589,13 +596,9 @@ def _unsubscribe_lists(session: Session, subscriber: Subscriber, list_ids: list[
 
 
 def subscriber_from_preferences_link(session: Session, secret: str, token: str) -> Subscriber:
-    try:
-        subscriber_id = load_link(secret, PREFERENCES_PURPOSE, token, PREFERENCES_MAX_AGE)
-    except LinkError as exc:
-        if exc.expired:
-            raise Gone("Dieser Link ist abgelaufen.") from exc
-        raise NotFound("Dieser Link ist ungültig.") from exc
-    subscriber = session.get(Subscriber, uuid.UUID(subscriber_id))
+    subscriber = session.get(
+        Subscriber, _linked_id(secret, PREFERENCES_PURPOSE, token, PREFERENCES_MAX_AGE, "Link")
+    )
     if subscriber is None:
         raise NotFound("Dieser Link ist ungültig.")
     return subscriber

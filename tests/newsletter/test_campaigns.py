@@ -281,3 +281,58 @@ def test_segment_narrows_by_district_kind_and_needs(
         assert use_cases.count_recipients(session, campaign) == 0
         session.rollback()
     assert without
+
+
+def test_unsubscribe_takes_effect_for_mails_not_yet_sent(
+    newsletter_client: FlaskClient,
+    newsletter_app: Flask,
+    celery_worker_for: Callable[..., Any],
+    smtp_sink: SinkHandler,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    from services.newsletter import campaigns as use_cases
+
+    list_id = make_list()
+    leaving, *staying = add_subscribers([list_id], 3)
+    campaign = _campaign(newsletter_client, writer, [list_id])
+    campaign_id = uuid.UUID(campaign["id"])
+    with newsletter_app.app_context(), get_database(newsletter_app).session() as session:
+        use_cases.start_campaign(session, campaign_id)
+        use_cases.prepare_campaign(session, campaign_id, parallelism=1)  # rows queued, no worker
+        token = session.scalar(select(Subscriber.token).where(Subscriber.email == leaving))
+    client = newsletter_app.test_client(use_cookies=False)
+    assert client.post(f"/api/v1/public/unsubscribe/{campaign_id}/{token}").status_code == 200
+
+    celery_worker_for("newsletter")
+    progress = _finished(newsletter_client, writer, campaign["id"])
+    assert progress["sent"] == 2 and progress["skipped"] == 1
+    assert smtp_sink.to(leaving) == []
+    assert all(len(smtp_sink.to(a)) == 1 for a in staying)
+
+
+def test_public_subscribe_is_rate_limited(
+    make_settings: Callable[..., Any], make_list: Callable[..., str]
+) -> None:
+    from services.newsletter.app import create_app
+    from shared.testing import unique_email
+
+    app = create_app(
+        make_settings("newsletter", ratelimit_enabled=True, ratelimit_public="2 per minute")
+    )
+    client = app.test_client()
+    list_id = make_list()
+    ip = {"REMOTE_ADDR": f"192.0.2.{uuid.uuid4().int % 250 + 1}"}
+    try:
+        answers = [
+            client.post(
+                "/api/v1/public/subscriptions",
+                json={"email": unique_email(), "list_ids": [list_id]},
+                environ_base=ip,
+            ).status_code
+            for _ in range(3)
+        ]
+    finally:
+        get_database(app).dispose()
+    assert answers == [202, 202, 429]

@@ -126,10 +126,10 @@ def flaky_sink() -> Iterator[tuple[SinkHandler, int, set[str], set[str]]]:
 
 
 def test_4xx_retried_until_delivered_once_and_5xx_bounced_and_suppressed(
+    flaky_sink: tuple[SinkHandler, int, set[str], set[str]],  # first: stopped after the worker
     newsletter_client: FlaskClient,
     newsletter_app: Flask,
     worker_process: Callable[..., subprocess.Popen[bytes]],
-    flaky_sink: tuple[SinkHandler, int, set[str], set[str]],
     writer: dict[str, str],
     make_list: Callable[..., str],
     add_subscribers: Callable[..., list[str]],

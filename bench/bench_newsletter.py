@@ -127,6 +127,7 @@ def _per_message_cost() -> tuple[float, float]:
     started = time.perf_counter()
     for i in range(rounds):
         compiled.render(
+            key=f"c.{i}",
             email=f"r{i}@example.org",
             name=f"Empfängerin Nr. {i}",
             organisation="Bäckerei Müller",
@@ -240,7 +241,7 @@ def main() -> None:
                 "NEWSLETTER_RATE_PER_SECOND": os.environ.get("NEWSLETTER_RATE_PER_SECOND", "20000"),
                 "NEWSLETTER_CHUNK": os.environ.get("NEWSLETTER_CHUNK", "50"),
                 "NEWSLETTER_PARALLELISM": "2",
-                "NEWSLETTER_SMTP_CONNECTIONS": os.environ.get("NEWSLETTER_SMTP_CONNECTIONS", "8"),
+                "NEWSLETTER_SMTP_CONNECTIONS": os.environ.get("NEWSLETTER_SMTP_CONNECTIONS", "10"),
                 "LOG_LEVEL": "WARNING",
             }
         )

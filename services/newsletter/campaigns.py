@@ -394,10 +394,10 @@ def _send_group(
     config: DeliveryConfig,
 ) -> list[str]:
     items: list[Outgoing] = []
-    message_ids: dict[int, str] = {}
     for row in rows:
         unsubscribe, preferences = links(settings, campaign_id, row.subscriber_id, row.token)
         rendered = compiled.render(
+            key=f"{campaign_id.hex}.{row.id}",
             email=row.email,
             name=row.name,
             organisation=row.organisation,
@@ -405,12 +405,9 @@ def _send_group(
             unsubscribe_url=unsubscribe,
             preferences_url=preferences,
         )
-        message_ids[row.id] = rendered.message_id
         items.append(Outgoing(row.id, row.email, rendered.data))
     try:
-        pool.send_group(
-            sender, items, lambda keys: mark_sent(conn, claim_id, {k: message_ids[k] for k in keys})
-        )
+        pool.send_group(sender, items, lambda keys: mark_sent(conn, claim_id, keys))
     except Exception:
         # The database failed at the commit: the mails were abandoned before their dot and
         # the rows stay "sending" until their lease runs out; then they are sent again.
@@ -626,6 +623,7 @@ def test_send(
     )
     unsubscribe, preferences = links(settings, campaign.id, uuid.UUID(int=0), "test")
     rendered = compiled.render(
+        key=f"test.{uuid.uuid4().hex}",
         email=email,
         name=name,
         organisation="",

@@ -57,7 +57,7 @@ class DeliveryConfig:
     retry_base_seconds: float = 30.0
     max_error_streak: int = 50
     parallelism: int = 4
-    connections: int = 8  # SMTP connections per worker process, driven in lock-step
+    connections: int = 10  # SMTP connections per worker process, driven in lock-step
     synchronous_commit: bool = False
 
     @classmethod
@@ -400,16 +400,14 @@ def claim(
     return []
 
 
-def mark_sent(conn: Connection, claim_id: str, message_ids: dict[int, str]) -> set[int]:
+def mark_sent(conn: Connection, claim_id: str, ids: list[int]) -> set[int]:
     """Commit a group as sent, under our claim; returns the ids that are still ours."""
     rows = conn.execute(
         text(
-            "UPDATE deliveries d SET state = 'sent', sent_at = now(), message_id = m.mid,"
-            " lease_until = NULL FROM unnest(CAST(:ids AS bigint[]), CAST(:mids AS text[]))"
-            " AS m(id, mid) WHERE d.id = m.id AND d.state = 'sending' AND d.claimed_by = :claim"
-            " RETURNING d.id"
+            "UPDATE deliveries SET state = 'sent', sent_at = now(), lease_until = NULL"
+            " WHERE id = ANY(:ids) AND state = 'sending' AND claimed_by = :claim RETURNING id"
         ),
-        {"ids": list(message_ids), "mids": list(message_ids.values()), "claim": claim_id},
+        {"ids": ids, "claim": claim_id},
     ).all()
     conn.commit()
     return {row[0] for row in rows}

@@ -221,7 +221,6 @@ class Delivery(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(40))
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(String(500))
-    message_id: Mapped[str | None] = mapped_column(String(200))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 

@@ -153,6 +153,7 @@ class CompiledCampaign:
     def render(
         self,
         *,
+        key: str,
         email: str,
         name: str,
         organisation: str,
@@ -172,7 +173,8 @@ class CompiledCampaign:
             .replace(UNSUBSCRIBE_URL, html.escape(unsubscribe_url))
             .replace(PREFERENCES_URL, html.escape(preferences_url))
         )
-        message_id = f"<{uuid.uuid4().hex}@{self.domain}>"
+        # The same message for the same delivery: a retry keeps its Message-ID.
+        message_id = f"<{key}@{self.domain}>"
         head = (
             f"To: {_to_header(name, email)}\r\n"
             f"Date: {_clock.now()}\r\n"

@@ -116,6 +116,7 @@ def test_compiled_campaign_is_a_correct_mime_message_per_recipient() -> None:
     )
     rendered = [
         compiled.render(
+            key=f"c.{i}",
             email=f"r{i}@example.org",
             name=name,
             organisation="Bäckerei & Söhne",

@@ -180,7 +180,6 @@ def upgrade() -> None:
         sa.Column("claimed_by", sa.String(length=40), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.String(length=500), nullable=True),
-        sa.Column("message_id", sa.String(length=200), nullable=True),
         sa.Column("unsubscribed_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "state IN ('queued', 'sending', 'sent', 'retry', 'failed', 'bounced', 'skipped', 'cancelled')",

@@ -665,7 +665,19 @@ def recover_stalled(session: Session, stale_after: timedelta, parallelism: int) 
         last = campaign.last_progress_at or campaign.started_at or campaign.created_at
         if last > now - stale_after:
             continue
-        stalled.append(campaign.id)
+        claimable, pending = session.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE state = 'queued'"
+                " OR (state = 'retry' AND due_at <= now())"
+                " OR (state = 'sending' AND lease_until < now())),"
+                " count(*) FILTER (WHERE state IN ('queued', 'sending', 'retry'))"
+                " FROM deliveries WHERE campaign_id = :c"
+            ),
+            {"c": campaign.id},
+        ).one()
+        # Unprepared, work nobody does, or done but not yet marked sent.
+        if not campaign.prepared or claimable or not pending:
+            stalled.append(campaign.id)
     session.rollback()
     for campaign_id in stalled:
         jobs.enqueue("prepare_campaign", campaign_id)

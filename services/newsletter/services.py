@@ -323,13 +323,11 @@ def confirm_subscription(
     consent.confirm_ip = ip
     consent.confirm_user_agent = (user_agent or "")[:500] or None
     _subscribe(session, subscriber, list(consent.list_ids), "confirmed")
-    # Their own confirmed request lifts a block they set themselves or a bounce.
+    # Their own confirmed request lifts a block they set themselves, a bounce (the link
+    # reached them) and an earlier erasure.
     if subscriber.state != "active":
         subscriber.state = "active"
-        session.execute(
-            text("DELETE FROM suppressions WHERE email = :e AND reason <> 'erasure'"),
-            {"e": subscriber.email},
-        )
+    session.execute(text("DELETE FROM suppressions WHERE email = :e"), {"e": subscriber.email})
     session.commit()
     return consent
 

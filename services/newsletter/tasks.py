@@ -44,7 +44,8 @@ def prepare_campaign(campaign_id: str) -> int:
 def send_campaign(self: Any, campaign_id: str) -> int:
     outcome = campaigns.run_campaign(get_settings(), uuid.UUID(campaign_id))
     if outcome.retry_in is not None:
-        self.apply_async(args=[campaign_id], countdown=outcome.retry_in)
+        # Short countdowns only: a long ETA outlives the broker's visibility timeout.
+        self.apply_async(args=[campaign_id], countdown=min(outcome.retry_in, 60.0))
     return outcome.sent
 
 

@@ -323,3 +323,45 @@ def test_organisation_events_feed_the_projection(newsletter_app: Flask) -> None:
         assert organisation is not None
         assert organisation.district == "Groß Klein" and organisation.kind == "landlord"
         assert organisation.needs == ["digitalisierung"] and organisation.version == 3
+
+
+def test_staff_add_block_and_erase_a_subscriber(
+    newsletter_client: FlaskClient, writer: dict[str, str], make_list: Callable[..., str]
+) -> None:
+    list_id = make_list()
+    address = unique_email("Staff.Added")
+    consent = {
+        "source": "form",
+        "consent_text_version": "papier-2026",
+        "note": "Anmeldekarte vom Stadtteilfest",
+        "consented_at": datetime.now(UTC).isoformat(),
+    }
+    without = newsletter_client.post(
+        "/api/v1/subscribers", json={"email": address, "list_ids": [list_id]}, headers=writer
+    )
+    assert without.status_code == 422 and "consent" in without.get_json()["errors"]
+    created = newsletter_client.post(
+        "/api/v1/subscribers",
+        json={"email": address, "name": "Ute", "list_ids": [list_id], "consent": consent},
+        headers=writer,
+    )
+    assert created.status_code == 201
+    subscriber = created.get_json()
+    assert subscriber["email"] == address.lower() and subscriber["state"] == "active"
+    path = f"/api/v1/subscribers/{subscriber['id']}"
+    blocked = newsletter_client.patch(path, json={"state": "blocklisted"}, headers=writer)
+    assert blocked.get_json()["state"] == "blocklisted"
+    detail = newsletter_client.get(path, headers=writer).get_json()
+    assert {s["status"] for s in detail["subscriptions"]} == {"unsubscribed"}
+    assert newsletter_client.delete(path, headers=writer).status_code == 204
+    assert newsletter_client.get(path, headers=writer).status_code == 404
+    suppressed = newsletter_client.get("/api/v1/suppressions", headers=writer).get_json()
+    assert {"email": address.lower(), "reason": "erasure"} in [
+        {"email": s["email"], "reason": s["reason"]} for s in suppressed
+    ]
+    again = newsletter_client.post(
+        "/api/v1/subscribers",
+        json={"email": address, "list_ids": [list_id], "consent": consent},
+        headers=writer,
+    )
+    assert again.status_code == 409  # an import cannot bring an erased address back

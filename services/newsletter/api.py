@@ -13,7 +13,7 @@ from flask.views import MethodView
 from shared.api import API_PREFIX, Blueprint, PageArgs, page_of, page_schema
 from shared.app import get_settings
 from shared.auth import ADMIN, COORDINATOR, READERS, SERVICE, WRITERS
-from shared.db import db_session
+from shared.db import db_session, utcnow
 from shared.errors import DomainError, Invalid
 
 from . import campaigns, digest, schemas, services
@@ -339,6 +339,16 @@ class DigestRuns(MethodView):
     def get(self, schedule_id: uuid.UUID) -> Any:
         """What each period did: sent (with its campaign) or skipped."""
         return digest.runs_of(db_session(), schedule_id)
+
+
+@digests_blp.route("/<uuid:schedule_id>/run")
+class DigestRunNow(MethodView):
+    @digests_blp.auth(WRITERS)
+    @digests_blp.response(201, schemas.DigestRunOutSchema)
+    def post(self, schedule_id: uuid.UUID) -> Any:
+        """Make this month's digest now (sent, or skipped when nothing is new); 409 if this
+        month has had its digest."""
+        return digest.run_now(db_session(), get_settings(), schedule_id, utcnow())
 
 
 # Public: no login; pages are German HTML for people who clicked a link in a mail.

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.errors import Invalid, NotFound
+from shared.errors import Conflict, Invalid, NotFound
 from shared.http import ServiceClient
 from shared.settings import Settings
 
@@ -127,6 +127,30 @@ def run_due(session: Session, settings: Settings, now: datetime) -> int:
     for schedule_id in due:
         sent += _run_one(session, schedule_id, period, trainings, now)
     return sent
+
+
+def run_now(
+    session: Session, settings: Settings, schedule_id: uuid.UUID, now: datetime
+) -> DigestRun:
+    """This month's digest of a schedule now, whatever day it is (409 if the month has its
+    digest already, sent or skipped)."""
+    get_schedule(session, schedule_id)
+    period = f"{now.astimezone(BERLIN):%Y-%m}"
+    if _run_of(session, schedule_id, period) is not None:
+        session.rollback()
+        raise Conflict(f"The digest for {period} was sent or skipped already.")
+    session.rollback()
+    _run_one(session, schedule_id, period, fetch_trainings(settings), now)
+    run = _run_of(session, schedule_id, period)
+    if run is None:
+        raise Conflict(f"The digest for {period} is being made right now.")
+    return run
+
+
+def _run_of(session: Session, schedule_id: uuid.UUID, period: str) -> DigestRun | None:
+    return session.scalar(
+        select(DigestRun).where(DigestRun.schedule_id == schedule_id, DigestRun.period == period)
+    )
 
 
 def _run_one(

@@ -122,3 +122,38 @@ def test_digest_sent_once_per_month_and_skipped_without_news(
     wait_until(lambda: len(smtp_sink.to(reader)) == 2, timeout=30)
     latest = parse(smtp_sink.to(reader)[1])
     assert "Fördermittel kompakt" in text_of(latest)
+
+
+def test_run_the_digest_now_over_the_api(
+    make_settings: Callable[..., Any],
+    newsletter_app: Flask,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+    trainings_server: tuple[str, list[dict[str, Any]]],
+) -> None:
+    from services.newsletter.app import create_app
+
+    url, trainings = trainings_server
+    trainings.append(_training("Buchhaltung digital", datetime.now(UTC) + timedelta(days=20)))
+    base = get_settings(newsletter_app)
+    app = create_app(make_settings("newsletter", service_urls={**base.service_urls, "visits": url}))
+    client = app.test_client()
+    list_id = make_list()
+    add_subscribers([list_id])
+    try:
+        schedule = client.post(
+            "/api/v1/digests", json={"name": "Übersicht", "list_ids": [list_id]}, headers=writer
+        ).get_json()
+        first = client.post(f"/api/v1/digests/{schedule['id']}/run", headers=writer)
+        assert first.status_code == 201, first.get_json()
+        assert first.get_json()["outcome"] == "sent" and first.get_json()["campaign_id"]
+        second = client.post(f"/api/v1/digests/{schedule['id']}/run", headers=writer)
+        assert second.status_code == 409
+        campaign = client.get(
+            f"/api/v1/campaigns/{first.get_json()['campaign_id']}", headers=writer
+        ).get_json()
+        assert "Buchhaltung digital" in campaign["body"]
+        assert campaign["state"] in ("sending", "sent")
+    finally:
+        get_database(app).dispose()

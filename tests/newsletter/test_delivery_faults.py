@@ -153,3 +153,43 @@ def test_4xx_retried_until_delivered_once_and_5xx_bounced_and_suppressed(
             session.scalars(select(Suppression.email).where(Suppression.email.in_(gone)))
         )
     assert states == {"bounced"} and suppressed == gone
+
+
+@pytest.fixture
+def refusing_sink() -> Iterator[int]:
+    controller, _handler = start_sink(responder=lambda _s, _r, _raw: "451 4.4.1 Overloaded")
+    yield controller.port
+    controller.stop()
+
+
+def test_campaign_pauses_itself_after_too_many_errors_and_resumes(
+    refusing_sink: int,  # first: stopped after the worker
+    newsletter_client: FlaskClient,
+    worker_process: Callable[..., subprocess.Popen[bytes]],
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    list_id = make_list()
+    add_subscribers([list_id], 40)
+    worker_process(
+        "newsletter",
+        concurrency=1,
+        SMTP_URL=f"smtp://127.0.0.1:{refusing_sink}",
+        NEWSLETTER_MAX_ERROR_STREAK="10",
+        **FAST,
+    )
+    campaign_id = _send(newsletter_client, writer, list_id)
+    path = f"/api/v1/campaigns/{campaign_id}/progress"
+
+    def paused() -> Any:
+        body = newsletter_client.get(path, headers=writer).get_json()
+        return body if body["state"] == "paused" else None
+
+    progress = wait_until(paused, timeout=60, interval=0.2)
+    assert "zu viele Fehler" in progress["paused_reason"]
+    assert progress["sent"] == 0 and progress["pending"] == 40
+    resumed = newsletter_client.post(f"/api/v1/campaigns/{campaign_id}/resume", headers=writer)
+    assert resumed.status_code == 202 and resumed.get_json()["state"] == "sending"
+    paused_again = newsletter_client.post(f"/api/v1/campaigns/{campaign_id}/pause", headers=writer)
+    assert paused_again.get_json()["state"] == "paused"

@@ -45,6 +45,7 @@ from shared.mail import Mailer, SmtpConfig
 from shared.settings import Settings
 
 _DOTS = re.compile(rb"(?m)^\.")
+IDLE_CHECK_SECONDS = 20.0
 _HARD_STATUS = re.compile(r"\b5\.1\.(1|2|3|10)\b")
 
 
@@ -115,7 +116,19 @@ class SmtpConnection(Mailer):
         conn.ehlo_or_helo_if_needed()
         return conn
 
+    last_used = 0.0
+
     def open(self) -> smtplib.SMTP:
+        """The connection; one idle for a while is checked with NOOP first, so that a
+        server that closed it costs a reconnect rather than a retry of the mail."""
+        if self._conn is not None and time.monotonic() - self.last_used > IDLE_CHECK_SECONDS:
+            try:
+                alive = self._conn.noop()[0] == 250
+            except (OSError, smtplib.SMTPException):
+                alive = False
+            if not alive:
+                self.drop()
+        self.last_used = time.monotonic()
         return self._connection()
 
     def drop(self) -> None:

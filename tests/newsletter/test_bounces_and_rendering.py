@@ -15,6 +15,7 @@ from services.newsletter.models import Bounce, Subscriber, Suppression
 from services.newsletter.rendering import compile_campaign
 from shared.db import get_database
 from shared.settings import CompanyDetails
+from shared.smtp_sink import SinkHandler
 
 DSN = """From: MAILER-DAEMON@mx.example.org
 To: noreply@quartier.localhost
@@ -145,3 +146,28 @@ def test_compiled_campaign_is_a_correct_mime_message_per_recipient() -> None:
     assert "https://n.example.org/p?token=0&amp;x=1" in html
     assert "Eine sehr lange Zeile. " * 40 in text
     assert CompanyDetails().register in text
+
+
+def test_pool_reconnects_a_connection_the_server_dropped_while_idle(
+    smtp_sink: SinkHandler,
+) -> None:
+    from services.newsletter.delivery import Outgoing, SmtpPool
+    from shared.mail import SmtpConfig
+    from shared.testing import unique_email, wait_until
+
+    config = SmtpConfig.from_url(f"smtp://127.0.0.1:{smtp_sink.port}")  # type: ignore[attr-defined]
+    first, second = unique_email(), unique_email()
+    with SmtpPool(config, 1) as pool:
+        item = Outgoing(1, first, b"Subject: eins\r\n\r\nHallo\r\n.Punkt am Zeilenanfang\r\n")
+        pool.send_group("absender@example.org", [item], set)
+        assert item.error is None and item.committed
+        connection = pool.connections[0]
+        assert connection._conn is not None and connection._conn.sock is not None
+        connection._conn.sock.close()  # the server went away while the pool was idle
+        connection.last_used = 0.0
+        again = Outgoing(2, second, b"Subject: zwei\r\n\r\nHallo\r\n")
+        pool.send_group("absender@example.org", [again], set)
+        assert again.error is None
+    received = wait_until(lambda: smtp_sink.to(first))
+    assert b"\r\n.Punkt am Zeilenanfang" in received[0].raw  # dot-stuffing undone by the server
+    wait_until(lambda: smtp_sink.to(second))

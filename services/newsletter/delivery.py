@@ -3,21 +3,21 @@ process under a global rate cap, and record each outcome so that every recipient
 exactly once.
 
 The crash window. A mail counts as delivered once the SMTP server has the final ``.`` of
-DATA. We send MAIL, RCPT, DATA and the whole message *without* that final dot, then commit
-``state = 'sent'`` for the row (under our claim), and only then send the dot and read the
-reply. So:
+DATA. For a group of mails (one per pooled connection) we send MAIL, RCPT, DATA and each
+whole message *without* that final dot, then commit ``state = 'sent'`` for the group's
+rows (under our claim), and only then send the dots and read the replies. So:
 
-- killed before the commit: the server never got the dot and drops the message; the row is
-  still ``sending`` under an expired lease and is claimed again: sent once, later.
-- killed after the commit: the row says ``sent``; the dot was written right after the
-  commit (one ``send`` call), so the server has the mail. What remains is the few
-  microseconds between the commit returning and the write of five bytes: a kill exactly
-  there loses that one mail rather than sending it twice. We chose at-most-once for that
-  instant, because a duplicate newsletter is what recipients notice and complain about.
+- killed before the commit: the server never got a dot and drops the messages; the rows
+  are still ``sending`` under an expired lease and are claimed again: sent once, later.
+- killed after the commit: the rows say ``sent``; the dots are written back to back right
+  after the commit, so the server has the mails. What remains is the instant between the
+  commit returning and the last of those writes (one ``send`` call per connection): a kill
+  exactly there loses those mails rather than sending them twice. We chose at-most-once
+  for that instant, because a duplicate newsletter is what recipients notice.
 - the server refuses after the dot (4xx/5xx): the row is changed from ``sent`` to
   ``retry`` / ``bounced`` in a second, rare commit.
 
-Commits for the per-mail ``sent`` use ``synchronous_commit = off`` (the transaction is
+Commits of ``sent`` use ``synchronous_commit = off`` (the transaction is
 visible at once, flushed to disk within a fraction of a second): a worker crash cannot lose
 it; a crash of the database server itself could resend the mails of its last fraction of a
 second. Set ``NEWSLETTER_SYNCHRONOUS_COMMIT=on`` to trade speed for that too.

@@ -1,6 +1,6 @@
-"""The delivery engine: claim delivery rows, send them over one reused SMTP connection per
-process under a global rate cap, and record each outcome so that every recipient is mailed
-exactly once.
+"""The delivery engine: claim delivery rows, send them over a pool of reused SMTP connections
+per worker process under a global rate cap, and record each outcome so that every recipient
+is mailed exactly once.
 
 The crash window. A mail counts as delivered once the SMTP server has the final ``.`` of
 DATA. For a group of mails (one per pooled connection) we send MAIL, RCPT, DATA and each

@@ -1,0 +1,265 @@
+"""Campaign mails: the house template rendered once per campaign into a MIME skeleton, and
+the per-recipient parts (name, organisation, links, To, Message-ID, Date) filled in cheaply.
+
+Building every mail from scratch with ``email.message`` costs about 1.6 ms; here the
+template, the sanitising and the constant headers happen once, and a recipient costs a few
+string replacements and a quoted-printable encoding (C code in ``binascii``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import html
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate
+
+import jinja2
+import nh3
+from markdown_it import MarkdownIt
+
+from shared.mail import address
+from shared.settings import CompanyDetails
+
+NAME = "@@qn-name@@"
+ORGANISATION = "@@qn-organisation@@"
+UNSUBSCRIBE_URL = "@@qn-unsubscribe-url@@"
+PREFERENCES_URL = "@@qn-preferences-url@@"
+
+# Staff write {{ name }} and {{ organisation }} in a body; they become the markers above.
+_PERSONAL = re.compile(r"\{\{\s*(name|organisation)\s*\}\}")
+_DANGEROUS = re.compile(
+    r"<\s*(script|iframe|object|embed|style|form|meta|link|base)\b|\bon[a-z]+\s*=|javascript\s*:",
+    re.IGNORECASE,
+)
+_SAFE_NAME = re.compile(r"[A-Za-z0-9 .,'()_-]+")
+_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
+
+ALLOWED_TAGS = {
+    "a", "b", "blockquote", "br", "code", "em", "h1", "h2", "h3", "h4", "hr", "i", "img", "li",
+    "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "u",
+    "ul", "div",
+}  # fmt: skip
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("services.newsletter", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        keep_trailing_newline=True,
+    )
+
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+def unsafe_html(body: str) -> bool:
+    """True if an HTML body carries script, event handlers or other active content."""
+    return bool(_DANGEROUS.search(body))
+
+
+def body_html(body: str, body_format: str) -> str:
+    raw = _markdown().render(body) if body_format == "markdown" else body
+    return nh3.clean(raw, tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"})
+
+
+def html_to_text(value: str) -> str:
+    value = re.sub(r"(?i)<br\s*/?>|</(p|div|h[1-4]|li|tr)>", "\n", value)
+    value = re.sub(r"(?i)<li[^>]*>", "- ", value)
+    text = html.unescape(nh3.clean(value, tags=set()))
+    return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
+
+
+def body_text(body: str, body_format: str, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if body_format == "markdown":
+        return body
+    return html_to_text(body_html(body, "html"))
+
+
+def _personal_markers(value: str) -> str:
+    return _PERSONAL.sub(lambda m: NAME if m.group(1) == "name" else ORGANISATION, value)
+
+
+def _qp(value: str) -> bytes:
+    encoded = binascii.b2a_qp(value.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def _encoded_words(value: str) -> str:
+    """RFC 2047 base64 encoded-words of at most 75 characters, folded (cheaper than
+    ``email.header.Header``, which costs about half a millisecond a name)."""
+    words, chunk = [], b""
+    for char in value:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > 45:
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
+
+
+def _to_header(name: str, email: str) -> str:
+    if not name:
+        return email
+    if _SAFE_NAME.fullmatch(name):
+        return f'"{name}" <{email}>'
+    return f"{_encoded_words(name)} <{email}>"
+
+
+class _Clock:
+    """The Date header, formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second, self._value = second, formatdate(second, usegmt=True)
+        return self._value
+
+
+_clock = _Clock()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CompiledCampaign:
+    head: bytes  # the constant headers: From, Subject, MIME, List-Unsubscribe-Post
+    text: str
+    html: str
+    boundary: str
+    domain: str
+    mailto: str
+
+    def render(
+        self,
+        *,
+        key: str,
+        email: str,
+        name: str,
+        organisation: str,
+        token: str,
+        unsubscribe_url: str,
+        preferences_url: str,
+    ) -> Rendered:
+        text = (
+            self.text.replace(NAME, name)
+            .replace(ORGANISATION, organisation)
+            .replace(UNSUBSCRIBE_URL, unsubscribe_url)
+            .replace(PREFERENCES_URL, preferences_url)
+        )
+        page = (
+            self.html.replace(NAME, html.escape(name))
+            .replace(ORGANISATION, html.escape(organisation))
+            .replace(UNSUBSCRIBE_URL, html.escape(unsubscribe_url))
+            .replace(PREFERENCES_URL, html.escape(preferences_url))
+        )
+        # The same message for the same delivery: a retry keeps its Message-ID.
+        message_id = f"<{key}@{self.domain}>"
+        head = (
+            f"To: {_to_header(name, email)}\r\n"
+            f"Date: {_clock.now()}\r\n"
+            f"Message-ID: {message_id}\r\n"
+            f"List-Unsubscribe: <{unsubscribe_url}>,\r\n"
+            f" <mailto:{self.mailto}?subject=unsubscribe-{token}>\r\n"
+        ).encode("ascii")
+        boundary = self.boundary.encode("ascii")
+        part = (
+            b"Content-Transfer-Encoding: quoted-printable\r\n"
+            b'Content-Type: text/%s; charset="utf-8"\r\n\r\n'
+        )
+        data = b"".join(
+            (
+                self.head,
+                head,
+                b"\r\n--",
+                boundary,
+                b"\r\n",
+                part % b"plain",
+                _qp(text),
+                b"\r\n--",
+                boundary,
+                b"\r\n",
+                part % b"html",
+                _qp(page),
+                b"\r\n--",
+                boundary,
+                b"--\r\n",
+            )
+        )
+        return Rendered(message_id, data)
+
+
+def compile_campaign(
+    *,
+    campaign_id: uuid.UUID,
+    sender: str,
+    subject: str,
+    preheader: str,
+    body: str,
+    body_format: str,
+    explicit_text: str | None,
+    company: CompanyDetails,
+) -> CompiledCampaign:
+    """Render the house template once, with markers for every per-recipient part."""
+    env = environment()
+    values = {
+        "subject": subject,
+        "preheader": preheader,
+        "company": company,
+        "unsubscribe_url": UNSUBSCRIBE_URL,
+        "preferences_url": PREFERENCES_URL,
+    }
+    page = env.get_template("campaign.html").render(
+        body=jinja2.utils.markupsafe.Markup(_personal_markers(body_html(body, body_format))),
+        **values,
+    )
+    text = env.get_template("campaign.txt").render(
+        body=_personal_markers(body_text(body, body_format, explicit_text)), **values
+    )
+    sender_address = address(sender)
+    head = EmailMessage(policy=SMTP)
+    head["From"] = sender_address
+    head["Subject"] = subject
+    head["MIME-Version"] = "1.0"
+    boundary = f"==quartier-{campaign_id.hex}=="
+    head["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    head["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    head_bytes = head.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    domain = sender_address.domain or "quartier.localhost"
+    return CompiledCampaign(
+        head=head_bytes,
+        text=text,
+        html=page,
+        boundary=boundary,
+        domain=domain,
+        mailto=f"unsubscribe@{domain}",
+    )
+
+
+def render_page(title: str, paragraphs: list[str], form: dict[str, object] | None = None) -> str:
+    """A small German HTML page for the links in mails (autoescaped)."""
+    return (
+        environment()
+        .get_template("page.html")
+        .render(title=title, paragraphs=paragraphs, form=form)
+    )

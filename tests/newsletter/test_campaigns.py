@@ -1,0 +1,338 @@
+"""Campaigns end to end: compose, send to two lists through a real Celery worker into a
+real SMTP server, read the mails, one-click unsubscribe, send again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from services.newsletter.models import Subscriber, Subscription
+from shared.db import get_database
+from shared.smtp_sink import SinkHandler
+from shared.testing import unique_email, wait_until
+
+from .conftest import html_of, one_mail, parse, path_of, text_of
+
+BODY = """# Neues aus dem Netzwerk
+
+Hallo {{ name }} von {{ organisation }},
+
+am **7. Dezember** treffen wir uns im Stadtteilzentrum Groß Klein.
+
+- Gründerstammtisch
+- Fördermittel-Sprechstunde
+"""
+
+
+def _campaign(
+    client: FlaskClient, headers: dict[str, str], list_ids: list[str], **values: Any
+) -> dict[str, Any]:
+    payload = {"subject": "Einladung: Netzwerktreffen in Groß Klein", "preheader": "Am 7. Dezember",
+               "body": BODY, "list_ids": list_ids, **values}  # fmt: skip
+    response = client.post("/api/v1/campaigns", json=payload, headers=headers)
+    assert response.status_code == 201, response.get_json()
+    return dict(response.get_json())
+
+
+def _finished(client: FlaskClient, headers: dict[str, str], campaign_id: str) -> dict[str, Any]:
+    def done() -> Any:
+        progress = client.get(f"/api/v1/campaigns/{campaign_id}/progress", headers=headers)
+        body = progress.get_json()
+        return body if body["state"] in ("sent", "paused", "cancelled") else None
+
+    return dict(wait_until(done, timeout=60, interval=0.2))
+
+
+def test_campaign_to_two_lists_then_one_click_unsubscribe_then_no_more_mail(
+    newsletter_client: FlaskClient,
+    newsletter_app: Flask,
+    newsletter_worker: Any,
+    smtp_sink: SinkHandler,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    schmarl, gross_klein = make_list(), make_list()
+    both = add_subscribers([schmarl, gross_klein], 1, names=['Jürgen "Jo" <Müller>'])
+    only_a = add_subscribers([schmarl], 2)
+    only_b = add_subscribers([gross_klein], 2)
+    campaign = _campaign(newsletter_client, writer, [schmarl, gross_klein])
+    sent = newsletter_client.post(f"/api/v1/campaigns/{campaign['id']}/send", headers=writer)
+    assert sent.status_code == 202
+    again = newsletter_client.post(f"/api/v1/campaigns/{campaign['id']}/send", headers=writer)
+    assert again.status_code == 409
+
+    progress = _finished(newsletter_client, writer, campaign["id"])
+    assert progress["state"] == "sent", progress
+    assert progress["sent"] == 5, progress
+    assert progress["total"] == progress["sent"] == 5
+    for address in [*both, *only_a, *only_b]:
+        assert len(smtp_sink.to(address)) == 1, address
+    assert (
+        newsletter_client.post(
+            f"/api/v1/campaigns/{campaign['id']}/send", headers=writer
+        ).status_code
+        == 409
+    )
+
+    mail = parse(smtp_sink.to(both[0])[0])
+    raw_head = smtp_sink.to(both[0])[0].raw.split(b"\r\n\r\n", 1)[0]
+    raw_head.decode("ascii")  # RFC 2047: no raw 8-bit in headers
+    assert mail["Subject"] == "Einladung: Netzwerktreffen in Groß Klein"
+    assert mail["To"].addresses[0].display_name == 'Jürgen "Jo" <Müller>'
+    assert mail["Message-ID"] and mail["Date"]
+    assert mail.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe_header = str(mail["List-Unsubscribe"])
+    assert "<mailto:" in unsubscribe_header
+    one_click = unsubscribe_header.split("<")[1].split(">")[0]
+    assert one_click.startswith("http") and "/unsubscribe/" in one_click
+
+    text, html = text_of(mail), html_of(mail)
+    assert 'Hallo Jürgen "Jo" <Müller> von' in text  # raw in text
+    assert "Hallo Jürgen &quot;Jo&quot; &lt;Müller&gt; von" in html  # escaped in HTML
+    assert "<strong>7. Dezember</strong>" in html and "Am 7. Dezember" in html
+    company = newsletter_app.config["QUARTIER_SETTINGS"].company
+    for detail in (company.name, company.address, company.register, company.managing_directors):
+        assert detail in text and detail in html
+    assert one_click in text
+
+    # RFC 8058: GET shows a page and changes nothing; POST without cookie unsubscribes.
+    page = newsletter_client.get(path_of(one_click))
+    assert page.status_code == 200 and "<button" in page.get_data(as_text=True)
+    with get_database(newsletter_app).session() as session:
+        statuses = set(
+            session.scalars(
+                select(Subscription.status)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(Subscriber.email == both[0])
+            )
+        )
+    assert statuses == {"confirmed"}
+    fresh = newsletter_app.test_client(use_cookies=False)
+    for _ in range(2):  # a second POST is harmless
+        done = fresh.post(
+            path_of(one_click),
+            data="List-Unsubscribe=One-Click",
+            content_type="application/x-www-form-urlencoded",
+        )
+        assert done.status_code == 200
+    stats = newsletter_client.get(f"/api/v1/campaigns/{campaign['id']}/progress", headers=writer)
+    assert stats.get_json()["unsubscribed"] == 1
+
+    follow_up = _campaign(newsletter_client, writer, [schmarl, gross_klein], subject="Nachtrag")
+    newsletter_client.post(f"/api/v1/campaigns/{follow_up['id']}/send", headers=writer)
+    assert _finished(newsletter_client, writer, follow_up["id"])["sent"] == 4
+    assert len(smtp_sink.to(both[0])) == 1
+    assert all(len(smtp_sink.to(a)) == 2 for a in only_a + only_b)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"subject": "Hallo\r\nBcc: opfer@example.org"}, "subject"),
+        ({"subject": ""}, "subject"),
+        ({"name": "x\ny"}, "name"),
+        ({"body_format": "html", "body": "<p>Hi</p><script>alert(1)</script>"}, "body"),
+        ({"body_format": "html", "body": '<a href="#" onclick="steal()">x</a>'}, "body"),
+        ({"list_ids": []}, "list_ids"),
+        ({"list_ids": [str(uuid.uuid4())]}, "list_ids"),
+    ],
+)
+def test_bad_campaigns_are_refused(
+    newsletter_client: FlaskClient,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    change: dict[str, Any],
+    field: str,
+) -> None:
+    payload = {"subject": "Betreff", "body": "Text", "list_ids": [make_list()], **change}
+    response = newsletter_client.post("/api/v1/campaigns", json=payload, headers=writer)
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert field in response.get_json()["errors"]
+
+
+def test_empty_list_and_bad_test_address_are_refused_and_nothing_is_sent(
+    newsletter_client: FlaskClient,
+    smtp_sink: SinkHandler,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+) -> None:
+    campaign = _campaign(newsletter_client, writer, [make_list()])
+    response = newsletter_client.post(f"/api/v1/campaigns/{campaign['id']}/send", headers=writer)
+    assert response.status_code == 422
+    state = newsletter_client.get(f"/api/v1/campaigns/{campaign['id']}", headers=writer)
+    assert state.get_json()["state"] == "draft"
+    bad = newsletter_client.post(
+        f"/api/v1/campaigns/{campaign['id']}/test", json={"email": "a@b\r\nc"}, headers=writer
+    )
+    assert bad.status_code == 422
+
+
+def test_sanitised_html_campaign_and_test_send(
+    newsletter_client: FlaskClient,
+    smtp_sink: SinkHandler,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+) -> None:
+    campaign = _campaign(
+        newsletter_client,
+        writer,
+        [make_list()],
+        body_format="html",
+        body='<h2>Hallo {{ name }}</h2><p>Mehr <a href="https://example.org/x">hier</a>.</p>',
+    )
+    address = unique_email("test")
+    response = newsletter_client.post(
+        f"/api/v1/campaigns/{campaign['id']}/test",
+        json={"email": address, "name": "<b>Ö</b>"},
+        headers=writer,
+    )
+    assert response.status_code == 204
+    mail = one_mail(smtp_sink, address)
+    assert mail["Subject"].startswith("[Test]")
+    assert "Hallo &lt;b&gt;Ö&lt;/b&gt;" in html_of(mail)
+    assert "Hallo <b>Ö</b>" in text_of(mail)
+    assert 'href="https://example.org/x"' in html_of(mail)
+
+
+def test_pause_resume_cancel_and_schedule(
+    newsletter_client: FlaskClient,
+    newsletter_app: Flask,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    from services.newsletter import campaigns as use_cases
+
+    list_id = make_list()
+    add_subscribers([list_id], 3)
+    campaign = _campaign(newsletter_client, writer, [list_id])
+    base = f"/api/v1/campaigns/{campaign['id']}"
+    assert newsletter_client.post(f"{base}/pause", headers=writer).status_code == 409
+    past = newsletter_client.post(
+        f"{base}/schedule", json={"at": "2020-01-01T09:00:00+01:00"}, headers=writer
+    )
+    assert past.status_code == 422
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    scheduled = newsletter_client.post(f"{base}/schedule", json={"at": at}, headers=writer)
+    assert scheduled.get_json()["state"] == "scheduled"
+    with newsletter_app.app_context(), get_database(newsletter_app).session() as session:
+        assert uuid.UUID(campaign["id"]) not in use_cases.due_campaigns(session, datetime.now(UTC))
+    # No worker runs here: the state machine alone.
+    with newsletter_app.app_context(), get_database(newsletter_app).session() as session:
+        started = use_cases.due_campaigns(session, datetime.now(UTC) + timedelta(hours=2))
+    assert uuid.UUID(campaign["id"]) in started
+    assert newsletter_client.post(f"{base}/send", headers=writer).status_code == 409
+    assert newsletter_client.post(f"{base}/pause", headers=writer).get_json()["state"] == "paused"
+    assert newsletter_client.post(f"{base}/resume", headers=writer).get_json()["state"] == "sending"
+    assert (
+        newsletter_client.post(f"{base}/cancel", headers=writer).get_json()["state"] == "cancelled"
+    )
+    assert newsletter_client.post(f"{base}/cancel", headers=writer).status_code == 409
+    assert newsletter_client.patch(base, json={"subject": "x"}, headers=writer).status_code == 409
+
+
+def test_segment_narrows_by_district_kind_and_needs(
+    newsletter_app: Flask,
+    newsletter_client: FlaskClient,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    from services.newsletter import campaigns as use_cases
+    from services.newsletter.models import Campaign, Organisation
+
+    list_id = make_list()
+    in_schmarl, in_gross_klein, without = add_subscribers([list_id], 3)
+    district = f"Schmarl-{uuid.uuid4().hex[:6]}"
+    with get_database(newsletter_app).session() as session:
+        placed = [
+            (in_schmarl, district, ["fachkraefte"]),
+            (in_gross_klein, "Groß Klein", ["digitalisierung"]),
+        ]
+        for address, where, needs in placed:
+            org = Organisation(id=uuid.uuid4(), name="Betrieb", kind="business",
+                               district=where, needs=needs, version=1)  # fmt: skip
+            session.add(org)
+            session.flush()
+            session.execute(
+                Subscriber.__table__.update()
+                .where(Subscriber.email == address)
+                .values(organisation_id=org.id)
+            )
+        session.commit()
+        campaign = Campaign(subject="x", body="y", list_ids=[uuid.UUID(list_id)], segment={})
+        assert use_cases.count_recipients(session, campaign) == 3
+        campaign.segment = {"districts": [district]}
+        assert use_cases.count_recipients(session, campaign) == 1
+        campaign.segment = {"needs": ["digitalisierung"], "kinds": ["business"]}
+        assert use_cases.count_recipients(session, campaign) >= 1
+        campaign.segment = {"districts": [district], "needs": ["digitalisierung"]}
+        assert use_cases.count_recipients(session, campaign) == 0
+        session.rollback()
+    assert without
+
+
+def test_unsubscribe_takes_effect_for_mails_not_yet_sent(
+    newsletter_client: FlaskClient,
+    newsletter_app: Flask,
+    celery_worker_for: Callable[..., Any],
+    smtp_sink: SinkHandler,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    from services.newsletter import campaigns as use_cases
+
+    list_id = make_list()
+    leaving, *staying = add_subscribers([list_id], 3)
+    campaign = _campaign(newsletter_client, writer, [list_id])
+    campaign_id = uuid.UUID(campaign["id"])
+    with newsletter_app.app_context(), get_database(newsletter_app).session() as session:
+        use_cases.start_campaign(session, campaign_id)
+        use_cases.prepare_campaign(session, campaign_id, parallelism=1)  # rows queued, no worker
+        token = session.scalar(select(Subscriber.token).where(Subscriber.email == leaving))
+    client = newsletter_app.test_client(use_cookies=False)
+    assert client.post(f"/api/v1/public/unsubscribe/{campaign_id}/{token}").status_code == 200
+
+    celery_worker_for("newsletter")
+    progress = _finished(newsletter_client, writer, campaign["id"])
+    assert progress["sent"] == 2 and progress["skipped"] == 1
+    assert smtp_sink.to(leaving) == []
+    assert all(len(smtp_sink.to(a)) == 1 for a in staying)
+
+
+def test_public_subscribe_is_rate_limited(
+    make_settings: Callable[..., Any], make_list: Callable[..., str]
+) -> None:
+    from services.newsletter.app import create_app
+    from shared.testing import unique_email
+
+    app = create_app(
+        make_settings("newsletter", ratelimit_enabled=True, ratelimit_public="2 per minute")
+    )
+    client = app.test_client()
+    list_id = make_list()
+    ip = {"REMOTE_ADDR": f"192.0.2.{uuid.uuid4().int % 250 + 1}"}
+    try:
+        answers = [
+            client.post(
+                "/api/v1/public/subscriptions",
+                json={"email": unique_email(), "list_ids": [list_id]},
+                environ_base=ip,
+            ).status_code
+            for _ in range(3)
+        ]
+    finally:
+        get_database(app).dispose()
+    assert answers == [202, 202, 429]

@@ -1,0 +1,195 @@
+"""Fault tests on real worker processes and a real SMTP server: a worker killed with
+SIGKILL mid-campaign, a server that answers 4xx to a share of mails, and hard bounces.
+Every recipient must get the campaign exactly once (or, if bounced, never)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from services.newsletter import jobs
+from services.newsletter.models import Subscriber, Suppression
+from shared.db import get_database
+from shared.smtp_sink import SinkHandler, start_sink
+from shared.testing import wait_until
+
+pytestmark = pytest.mark.slow
+
+RECIPIENTS = 300
+
+
+def _counts(sink: SinkHandler, addresses: list[str]) -> Counter[str]:
+    wanted = set(addresses)
+    with sink._lock:
+        return Counter(r for m in sink.messages for r in m.recipients if r in wanted)
+
+
+def _send(client: FlaskClient, writer: dict[str, str], list_id: str) -> str:
+    created = client.post(
+        "/api/v1/campaigns",
+        json={"subject": "Netzwerk-Newsletter Dezember", "body": "Hallo {{ name }}!",
+              "list_ids": [list_id]},
+        headers=writer,
+    )  # fmt: skip
+    campaign_id = str(created.get_json()["id"])
+    assert client.post(f"/api/v1/campaigns/{campaign_id}/send", headers=writer).status_code == 202
+    return campaign_id
+
+
+def _until_done(
+    app: Flask, client: FlaskClient, writer: dict[str, str], campaign_id: str, timeout: float = 90
+) -> dict[str, Any]:
+    """Poll the progress; kick the periodic tick as beat would (every second here)."""
+    last_tick = 0.0
+
+    def done() -> Any:
+        nonlocal last_tick
+        if time.monotonic() - last_tick > 1:
+            with app.app_context():
+                jobs.enqueue("tick")
+            last_tick = time.monotonic()
+        body = client.get(f"/api/v1/campaigns/{campaign_id}/progress", headers=writer).get_json()
+        return body if body["state"] == "sent" else None
+
+    return dict(wait_until(done, timeout=timeout, interval=0.2))
+
+
+FAST = {
+    "NEWSLETTER_LEASE_SECONDS": "2",
+    "NEWSLETTER_RETRY_BASE_SECONDS": "0.3",
+    "NEWSLETTER_RATE_PER_SECOND": "150",
+    "NEWSLETTER_CHUNK": "10",
+}
+
+
+def test_worker_killed_mid_campaign_every_recipient_exactly_once(
+    newsletter_client: FlaskClient,
+    newsletter_app: Flask,
+    worker_process: Callable[..., subprocess.Popen[bytes]],
+    smtp_sink: SinkHandler,
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    list_id = make_list()
+    addresses = add_subscribers([list_id], RECIPIENTS)
+    victim = worker_process("newsletter", concurrency=2, **FAST)
+    campaign_id = _send(newsletter_client, writer, list_id)
+
+    wait_until(lambda: sum(_counts(smtp_sink, addresses).values()) >= RECIPIENTS // 5, timeout=60)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    received_at_kill = sum(_counts(smtp_sink, addresses).values())
+    assert received_at_kill < RECIPIENTS, "the kill came too late to test anything"
+
+    worker_process("newsletter", concurrency=2, **FAST)
+    progress = _until_done(newsletter_app, newsletter_client, writer, campaign_id)
+    counts = _counts(smtp_sink, addresses)
+    missing = set(addresses) - set(counts)
+    twice = [a for a, n in counts.items() if n > 1]
+    assert not missing and not twice, (missing, twice, progress, received_at_kill)
+    assert progress["sent"] == progress["total"] == RECIPIENTS
+
+
+@pytest.fixture
+def flaky_sink() -> Iterator[tuple[SinkHandler, int, set[str], set[str]]]:
+    """A server that answers 451 to the first attempt of every third recipient and 550 5.1.1
+    to the addresses in ``gone``."""
+    gone: set[str] = set()
+    refused_once: set[str] = set()
+    lock = threading.Lock()
+
+    def respond(_sender: str, recipients: list[str], _raw: bytes) -> str | None:
+        rcpt = recipients[0]
+        if rcpt in gone:
+            return f"550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"
+        with lock:
+            if hash(rcpt) % 3 == 0 and rcpt not in refused_once:
+                refused_once.add(rcpt)
+                return "451 4.3.0 Temporary failure, try again later"
+        return None
+
+    controller, handler = start_sink(responder=respond)
+    yield handler, controller.port, gone, refused_once
+    controller.stop()
+
+
+def test_4xx_retried_until_delivered_once_and_5xx_bounced_and_suppressed(
+    flaky_sink: tuple[SinkHandler, int, set[str], set[str]],  # first: stopped after the worker
+    newsletter_client: FlaskClient,
+    newsletter_app: Flask,
+    worker_process: Callable[..., subprocess.Popen[bytes]],
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    sink, port, gone, refused_once = flaky_sink
+    list_id = make_list()
+    addresses = add_subscribers([list_id], 150)
+    gone.update(addresses[:3])
+    worker_process("newsletter", concurrency=2, SMTP_URL=f"smtp://127.0.0.1:{port}", **FAST)
+    campaign_id = _send(newsletter_client, writer, list_id)
+    progress = _until_done(newsletter_app, newsletter_client, writer, campaign_id)
+
+    counts = _counts(sink, addresses)
+    assert refused_once, "the server refused nothing; the test tests nothing"
+    assert set(counts) == set(addresses) - gone
+    assert max(counts.values()) == 1
+    assert progress["sent"] == 147 and progress["bounced"] == 3 and progress["failed"] == 0
+    with get_database(newsletter_app).session() as session:
+        states = set(session.scalars(select(Subscriber.state).where(Subscriber.email.in_(gone))))
+        suppressed = set(
+            session.scalars(select(Suppression.email).where(Suppression.email.in_(gone)))
+        )
+    assert states == {"bounced"} and suppressed == gone
+
+
+@pytest.fixture
+def refusing_sink() -> Iterator[int]:
+    controller, _handler = start_sink(responder=lambda _s, _r, _raw: "451 4.4.1 Overloaded")
+    yield controller.port
+    controller.stop()
+
+
+def test_campaign_pauses_itself_after_too_many_errors_and_resumes(
+    refusing_sink: int,  # first: stopped after the worker
+    newsletter_client: FlaskClient,
+    worker_process: Callable[..., subprocess.Popen[bytes]],
+    writer: dict[str, str],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    list_id = make_list()
+    add_subscribers([list_id], 40)
+    worker_process(
+        "newsletter",
+        concurrency=1,
+        SMTP_URL=f"smtp://127.0.0.1:{refusing_sink}",
+        NEWSLETTER_MAX_ERROR_STREAK="10",
+        **FAST,
+    )
+    campaign_id = _send(newsletter_client, writer, list_id)
+    path = f"/api/v1/campaigns/{campaign_id}/progress"
+
+    def paused() -> Any:
+        body = newsletter_client.get(path, headers=writer).get_json()
+        return body if body["state"] == "paused" else None
+
+    progress = wait_until(paused, timeout=60, interval=0.2)
+    assert "zu viele Fehler" in progress["paused_reason"]
+    assert progress["sent"] == 0 and progress["pending"] == 40
+    resumed = newsletter_client.post(f"/api/v1/campaigns/{campaign_id}/resume", headers=writer)
+    assert resumed.status_code == 202 and resumed.get_json()["state"] == "sending"
+    paused_again = newsletter_client.post(f"/api/v1/campaigns/{campaign_id}/pause", headers=writer)
+    assert paused_again.get_json()["state"] == "paused"

@@ -6,17 +6,17 @@ Create Date: 2026-11-29 15:15:06.075154
 
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision: str = "307e9593c323"
-down_revision: Union[str, Sequence[str], None] = "31ffeaa1c760"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "31ffeaa1c760"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 # The first entries of the maintained lists; admins change them through the API.
 DISTRICTS = (

@@ -1,0 +1,90 @@
+"""One search over organisations (names, streets, sector, tags, people) and people, as a
+German user types it; folded by the application, matched by PostgreSQL full-text search."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    String,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import REGCONFIG
+from sqlalchemy.orm import Session
+
+from ..models import Organisation, Person
+from ..normalise import tsquery
+
+
+def weighted_vector(*parts: tuple[str, str]) -> ColumnElement[Any]:
+    """``setweight(to_tsvector('simple', text), weight) || ...`` for (text, weight) pairs."""
+    vectors = [
+        func.setweight(
+            func.to_tsvector(literal("simple").cast(REGCONFIG), text),
+            literal_column(f"'{weight}'"),
+        )
+        for text, weight in parts
+        if weight in "ABCD"
+    ]
+    combined: ColumnElement[Any] = vectors[0]
+    for vector in vectors[1:]:
+        combined = combined.op("||")(vector)
+    return combined
+
+
+@dataclass(frozen=True)
+class Hit:
+    type: str
+    id: uuid.UUID
+    label: str
+    detail: str
+    rank: float
+
+
+def search(
+    session: Session, query: str, *, limit: int = 20, include_archived: bool = False
+) -> list[Hit]:
+    text = tsquery(query)
+    if text is None:
+        return []
+    ts = func.to_tsquery(literal("simple").cast(REGCONFIG), text)
+    org_rank = func.ts_rank(Organisation.search_vector, ts)
+    orgs = select(
+        literal("organisation").label("type"),
+        Organisation.id.label("id"),
+        Organisation.name.label("label"),
+        func.concat_ws(
+            ", ",
+            func.nullif(func.concat_ws(" ", Organisation.street, Organisation.house_number), ""),
+            func.nullif(func.concat_ws(" ", Organisation.postcode, Organisation.city), ""),
+        ).label("detail"),
+        cast(org_rank, Float).label("rank"),
+    ).where(Organisation.search_vector.op("@@")(ts))
+    people = select(
+        literal("person").label("type"),
+        Person.id.label("id"),
+        func.concat_ws(" ", Person.first_name, Person.last_name).label("label"),
+        cast(func.coalesce(Person.email, ""), String).label("detail"),
+        cast(func.ts_rank(Person.search_vector, ts), Float).label("rank"),
+    ).where(Person.search_vector.op("@@")(ts))
+    if not include_archived:
+        orgs = orgs.where(Organisation.archived.is_(False))
+        people = people.where(Person.archived.is_(False))
+    # Each part is limited on its own first, so that a broad prefix ranks only a few rows.
+    combined = union_all(
+        orgs.order_by(org_rank.desc()).limit(limit),
+        people.order_by(func.ts_rank(Person.search_vector, ts).desc()).limit(limit),
+    ).subquery()
+    rows = session.execute(
+        select(combined).order_by(combined.c.rank.desc(), combined.c.label).limit(limit)
+    )
+    return [Hit(row.type, row.id, row.label, row.detail, round(row.rank, 6)) for row in rows]

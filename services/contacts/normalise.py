@@ -99,6 +99,19 @@ def index_text(*texts: str | None) -> str:
     return " ".join(index_terms(*texts))
 
 
+def tsvector(*parts: tuple[list[str], str]) -> str:
+    """A ``tsvector`` in PostgreSQL's input syntax from (terms, weight) pairs, as
+    ``to_tsvector('simple', ...)`` with ``setweight`` would build it; a term keeps the
+    weight of its first part. Terms are letters and digits only, so need no escaping."""
+    seen: dict[str, str] = {}
+    for terms, weight in parts:
+        for term in terms:
+            seen.setdefault(term, weight)
+    return " ".join(
+        f"'{term}':{position}{weight}" for position, (term, weight) in enumerate(seen.items(), 1)
+    )
+
+
 def query_terms(query: str) -> list[set[str]]:
     """For each word the user typed, the spellings to look for (each a prefix)."""
     result: list[set[str]] = []

@@ -23,14 +23,14 @@ from ..models import (
 )
 from ..normalise import (
     fold_email,
-    index_text,
+    index_terms,
     match_address,
     match_name,
     match_phone,
+    tsvector,
     unique,
 )
 from .history import archive, get_or_404, record_change, record_update
-from .search import weighted_vector
 from .vocab import district_by_name, needs_by_key
 
 ENTITY = "organisation"
@@ -110,21 +110,35 @@ def event_data(org: Organisation) -> dict[str, Any]:
 
 def refresh_search(org: Organisation) -> None:
     """Write the folded search text and the weighted tsvector (names weigh most)."""
-    people = [f"{role.person.first_name} {role.person.last_name}" for role in org.roles]
-    names = index_text(org.name, org.legal_form)
-    rest = index_text(
+    org.search_text, org.search_vector = search_fields(
+        org.name,
+        org.legal_form,
         org.street,
         org.sector,
         org.city,
         org.district.name if org.district else None,
-        *(org.tags or []),
-        *people,
+        org.tags,
+        [f"{role.person.first_name} {role.person.last_name}" for role in org.roles],
     )
-    org.search_text = f"{names} {rest}".strip()
-    org.search_vector = weighted_vector((names, "A"), (rest, "B"))
     org.match_name = match_name(org.name)
     org.match_address = match_address(org.street, org.house_number, org.postcode)
     org.match_phone = match_phone(org.phone)
+
+
+def search_fields(
+    name: str,
+    legal_form: str | None,
+    street: str | None,
+    sector: str | None,
+    city: str | None,
+    district: str | None,
+    tags: Sequence[str] | None,
+    people: Sequence[str] = (),
+) -> tuple[str, str]:
+    """(search text, tsvector): names weigh A; street, sector, place, tags and people B."""
+    names = index_terms(name, legal_form)
+    rest = index_terms(street, sector, city, district, *(tags or []), *people)
+    return " ".join([*names, *rest]), tsvector((names, "A"), (rest, "B"))
 
 
 def _clean(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,9 @@ from shared.errors import Invalid
 from shared.events import record_event
 
 from ..models import ROLES, Organisation, OutboxEvent, Person, Role
-from ..normalise import fold_email, index_text
+from ..normalise import fold_email, index_terms, tsvector
 from .history import archive, get_or_404, record_change, record_update
 from .organisations import order, paginate, refresh_search
-from .search import weighted_vector
 
 ENTITY = "person"
 FIELDS = ("first_name", "last_name", "email", "phone", "notes")
@@ -52,9 +51,9 @@ def event_data(person: Person) -> dict[str, Any]:
 
 
 def _refresh_search(person: Person) -> None:
-    text = index_text(person.first_name, person.last_name, person.email)
-    person.search_text = text
-    person.search_vector = weighted_vector((text, "A"))
+    terms = index_terms(person.first_name, person.last_name, person.email)
+    person.search_text = " ".join(terms)
+    person.search_vector = tsvector((terms, "A"))
 
 
 def _apply(session: Session, person: Person, data: Mapping[str, Any]) -> set[Organisation]:

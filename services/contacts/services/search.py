@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Float,
     String,
     cast,
     func,
     literal,
-    literal_column,
     select,
     union_all,
 )
@@ -23,22 +20,6 @@ from sqlalchemy.orm import Session
 
 from ..models import Organisation, Person
 from ..normalise import tsquery
-
-
-def weighted_vector(*parts: tuple[str, str]) -> ColumnElement[Any]:
-    """``setweight(to_tsvector('simple', text), weight) || ...`` for (text, weight) pairs."""
-    vectors = [
-        func.setweight(
-            func.to_tsvector(literal("simple").cast(REGCONFIG), text),
-            literal_column(f"'{weight}'"),
-        )
-        for text, weight in parts
-        if weight in "ABCD"
-    ]
-    combined: ColumnElement[Any] = vectors[0]
-    for vector in vectors[1:]:
-        combined = combined.op("||")(vector)
-    return combined
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import flask_smorest
 import marshmallow as ma
+from flask import Response
 from flask.views import MethodView
 from sqlalchemy.orm import Session
 
@@ -17,8 +18,8 @@ from shared.app import get_settings
 from shared.auth import ADMINS, READERS, WRITERS, current_principal
 from shared.db import db_session
 
-from . import schemas, services
-from .services import history, organisations, people, premises, search, vocab
+from . import schemas, services, tasks
+from .services import history, imports, organisations, people, premises, search, vocab
 
 auth_blp = Blueprint("auth", __name__, url_prefix=f"{API_PREFIX}/auth", description="Staff sign-in")
 users_blp = Blueprint(
@@ -99,6 +100,9 @@ vocab_blp = Blueprint(
     "vocabularies", __name__, url_prefix=API_PREFIX, description="Districts and needs (Bedarfe)"
 )
 search_blp = Blueprint("search", __name__, url_prefix=API_PREFIX, description="Search")
+imports_blp = Blueprint(
+    "imports", __name__, url_prefix=f"{API_PREFIX}/imports", description="CSV import"
+)
 
 
 def _archive_and_history_routes(
@@ -381,6 +385,71 @@ class Search(MethodView):
         return {"items": hits}
 
 
+@imports_blp.route("")
+class Imports(MethodView):
+    @imports_blp.auth(WRITERS)
+    @imports_blp.arguments(schemas.UploadFileSchema, location="files")
+    @imports_blp.arguments(schemas.UploadFormSchema, location="form")
+    @imports_blp.response(201, schemas.ImportOutSchema)
+    @imports_blp.alt_response(413, response="PAYLOAD_TOO_LARGE")
+    def post(self, files: dict[str, Any], form: dict[str, Any]) -> Any:
+        """Upload a CSV (multipart ``file``; optional ``mapping``) and get a preview: what a
+        commit would create and match, and every invalid row. Nothing is written yet."""
+        upload = files["file"]
+        return imports.preview_import(
+            db_session(),
+            content=upload.read(),
+            filename=upload.filename or "",
+            mapping=form["mapping"],
+            actor=_actor(),
+        )
+
+
+@imports_blp.route("/<uuid:import_id>")
+class ImportById(MethodView):
+    @imports_blp.auth(WRITERS)
+    @imports_blp.response(200, schemas.ImportOutSchema)
+    def get(self, import_id: uuid.UUID) -> Any:
+        """An import's state and progress (``processed_rows`` of ``total_rows``)."""
+        return imports.get_import(db_session(), import_id)
+
+
+@imports_blp.route("/<uuid:import_id>/commit")
+class ImportCommit(MethodView):
+    @imports_blp.auth(WRITERS)
+    @imports_blp.arguments(schemas.ImportCommitSchema)
+    @imports_blp.response(200, schemas.ImportOutSchema)
+    @imports_blp.alt_response(409, response="CONFLICT")
+    def post(self, data: dict[str, Any], import_id: uuid.UUID) -> Any:
+        """Write the import: ``all_or_nothing`` (refused while any row is invalid) or
+        ``valid_only``. Large files are queued for a worker: watch ``status``."""
+        return imports.commit_import(
+            db_session(),
+            import_id,
+            mode=data["mode"],
+            background=data["background"],
+            actor=_actor(),
+            enqueue=tasks.run_import.delay,
+        )
+
+
+@imports_blp.route("/<uuid:import_id>/errors.csv")
+class ImportErrors(MethodView):
+    @imports_blp.auth(WRITERS)
+    @imports_blp.doc(responses={"200": {"content": {"text/csv": {}}}})
+    def get(self, import_id: uuid.UUID) -> Any:
+        """The invalid rows as CSV, with line numbers and messages, to fix and upload again."""
+        return _csv_download(imports.error_report(db_session(), import_id), "import-fehler.csv")
+
+
+def _csv_download(text: str, filename: str) -> Response:
+    return Response(
+        text.encode("utf-8"),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 def organisation_filter(args: dict[str, Any]) -> organisations.OrganisationFilter:
     return organisations.OrganisationFilter(
         kind=args.get("kind", ()),
@@ -393,5 +462,5 @@ def organisation_filter(args: dict[str, Any]) -> organisations.OrganisationFilte
     )
 
 
-BLUEPRINTS = (auth_blp, users_blp, register_blp, vocab_blp, search_blp)
+BLUEPRINTS = (auth_blp, users_blp, register_blp, vocab_blp, search_blp, imports_blp)
 RATE_LIMITS = {auth_blp: "20 per minute"}  # against password guessing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -367,3 +368,70 @@ class SearchResultSchema(ma.Schema):
 OrganisationPageSchema = page_schema(OrganisationOutSchema)
 PersonPageSchema = page_schema(PersonOutSchema)
 PremisesPageSchema = page_schema(PremisesOutSchema)
+
+
+class UploadFileSchema(ma.Schema):
+    file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class UploadFormSchema(ma.Schema):
+    mapping = ma.fields.String(
+        metadata={
+            "description": 'JSON: CSV header -> field (or null to ignore), e.g. {"Kunde": "name"}'
+        }
+    )
+
+    @ma.post_load
+    def _parse_mapping(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        text = data.get("mapping")
+        if not text:
+            data["mapping"] = {}
+            return data
+        try:
+            mapping = json.loads(text)
+        except ValueError as exc:
+            raise ma.ValidationError("Not valid JSON.", "mapping") from exc
+        if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mapping.items()
+        ):
+            raise ma.ValidationError("An object of header -> field name or null.", "mapping")
+        data["mapping"] = mapping
+        return data
+
+
+class ImportCommitSchema(ma.Schema):
+    mode = ma.fields.String(required=True, validate=_one_of(("all_or_nothing", "valid_only")))
+    background = ma.fields.Boolean(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Run in a worker; by default only large files do"},
+    )
+
+
+class ImportOutSchema(ma.Schema):
+    id = ma.fields.UUID()
+    status = ma.fields.String(
+        metadata={"description": "previewed, queued, running, committed or failed"}
+    )
+    filename = ma.fields.String()
+    encoding = ma.fields.String()
+    delimiter = ma.fields.String()
+    mapping = ma.fields.Dict()
+    mode = ma.fields.String(allow_none=True)
+    total_rows = ma.fields.Integer()
+    valid_rows = ma.fields.Integer()
+    invalid_rows = ma.fields.Function(lambda i: len(i.errors))
+    processed_rows = ma.fields.Integer()
+    created_count = ma.fields.Integer(
+        metadata={"description": "Created, or while previewed: would be created"}
+    )
+    updated_count = ma.fields.Integer(
+        metadata={"description": "Matched existing records (updated where different)"}
+    )
+    skipped_count = ma.fields.Integer()
+    errors = ma.fields.Function(
+        lambda i: i.errors[:100], metadata={"description": "The first 100 row errors"}
+    )
+    created_by = ma.fields.String()
+    created_at = BerlinDateTime()
+    finished_at = BerlinDateTime(allow_none=True)

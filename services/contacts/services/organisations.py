@@ -78,6 +78,23 @@ SORTS = {
 }
 
 
+EVENT_FIELDS = (
+    "name",
+    "kind",
+    "status",
+    "district",
+    "street",
+    "house_number",
+    "postcode",
+    "city",
+    "email",
+    "phone",
+    "needs",
+    "tags",
+    "archived",
+)
+
+
 def snapshot(org: Organisation) -> dict[str, Any]:
     """The record as plain JSON values: history, events and exports read this."""
     data: dict[str, Any] = {field: getattr(org, field) for field in FIELDS}
@@ -88,24 +105,28 @@ def snapshot(org: Organisation) -> dict[str, Any]:
     return data
 
 
-def event_data(org: Organisation) -> dict[str, Any]:
-    snap = snapshot(org)
-    keys = (
-        "name",
-        "kind",
-        "status",
-        "district",
-        "street",
-        "house_number",
-        "postcode",
-        "city",
-        "email",
-        "phone",
-        "needs",
-        "tags",
-        "archived",
+def new_snapshot(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot of an organisation not written yet (bulk import): the same shape."""
+    data: dict[str, Any] = {field: values.get(field) for field in FIELDS}
+    data.update(
+        kind=values.get("kind") or "business",
+        status=values.get("status") or "prospect",
+        tags=list(values.get("tags") or []),
+        notes=values.get("notes") or "",
+        email=fold_email(values.get("email")),
+        district=values.get("district"),
+        needs=list(values.get("needs") or []),
+        archived=False,
     )
-    return {"id": str(org.id), **{key: snap[key] for key in keys}}
+    return data
+
+
+def event_payload(organisation_id: Any, snap: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": str(organisation_id), **{key: snap[key] for key in EVENT_FIELDS}}
+
+
+def event_data(org: Organisation) -> dict[str, Any]:
+    return event_payload(org.id, snapshot(org))
 
 
 def refresh_search(org: Organisation) -> None:

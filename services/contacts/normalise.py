@@ -125,13 +125,14 @@ def query_terms(query: str) -> list[set[str]]:
 
 
 def tsquery(query: str) -> str | None:
-    """A ``to_tsquery('simple', ...)`` text: every word must match one of its spellings as
-    a prefix. Terms are only letters and digits, so the text is safe to pass on."""
+    """A ``tsquery`` in PostgreSQL's input syntax: every word must match one of its
+    spellings as a prefix. Written as the tsvector is (not parsed again by PostgreSQL, which
+    would split e.g. ``1e5abc``); terms are letters and digits, so need no escaping."""
     groups = query_terms(query)
     if not groups:
         return None
     return " & ".join(
-        "(" + " | ".join(f"{term}:*" for term in sorted(group)) + ")" for group in groups
+        "(" + " | ".join(f"'{term}':*" for term in sorted(group)) + ")" for group in groups
     )
 
 

@@ -21,7 +21,7 @@ def test_folding_without_the_database() -> None:
     assert {"gross", "klein"} <= set(index_terms("Groß Klein"))
     assert "hauptstrasse" in index_terms("Hauptstr. 5")
     assert tsquery("  ") is None
-    assert tsquery("a'b | c & !d:*") == "(a:*) & (b:*) & (c:*) & (d:*)"
+    assert tsquery("a'b | c & !d:*") == "('a':*) & ('b':*) & ('c':*) & ('d':*)"
     assert match_name("Bäckerei Müller GmbH") == match_name("Baeckerei Mueller")
 
 
@@ -89,6 +89,14 @@ def test_prefixes_sector_tags_and_people(
     )
     assert archived.status_code == 200
     assert org["id"] not in _search(contacts_client, coordinator, f"zweirad {token}")
+
+
+def test_tokens_that_look_like_numbers(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    org = make_org(name="Halle 1e5abc 18109")
+    for query in ("1e5abc", "1e5", "18109"):
+        assert org["id"] in _search(contacts_client, coordinator, query), query
 
 
 def test_ranking_puts_name_matches_first(

@@ -15,7 +15,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import REGCONFIG
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
 from ..models import Organisation, Person
@@ -37,7 +37,7 @@ def search(
     text = tsquery(query)
     if text is None:
         return []
-    ts = func.to_tsquery(literal("simple").cast(REGCONFIG), text)
+    ts = literal(text).cast(TSQUERY)
     org_rank = func.ts_rank(Organisation.search_vector, ts)
     orgs = select(
         literal("organisation").label("type"),

@@ -19,7 +19,16 @@ from shared.auth import ADMINS, READERS, WRITERS, current_principal
 from shared.db import db_session
 
 from . import schemas, services, tasks
-from .services import history, imports, organisations, people, premises, search, vocab
+from .services import (
+    exports,
+    history,
+    imports,
+    organisations,
+    people,
+    premises,
+    search,
+    vocab,
+)
 
 auth_blp = Blueprint("auth", __name__, url_prefix=f"{API_PREFIX}/auth", description="Staff sign-in")
 users_blp = Blueprint(
@@ -100,6 +109,9 @@ vocab_blp = Blueprint(
     "vocabularies", __name__, url_prefix=API_PREFIX, description="Districts and needs (Bedarfe)"
 )
 search_blp = Blueprint("search", __name__, url_prefix=API_PREFIX, description="Search")
+exports_blp = Blueprint(
+    "exports", __name__, url_prefix=API_PREFIX, description="CSV and vCard exports"
+)
 imports_blp = Blueprint(
     "imports", __name__, url_prefix=f"{API_PREFIX}/imports", description="CSV import"
 )
@@ -385,6 +397,69 @@ class Search(MethodView):
         return {"items": hits}
 
 
+VCARD = "text/vcard"
+
+
+def _download(text: str, mimetype: str, filename: str) -> Response:
+    return Response(
+        text.encode("utf-8"),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@exports_blp.route("/organisations/export.csv")
+class OrganisationsCsv(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.arguments(schemas.OrganisationQueryArgs, location="query")
+    @exports_blp.doc(responses={"200": {"content": {"text/csv": {}}}})
+    def get(self, args: dict[str, Any]) -> Any:
+        """The filtered list as CSV (UTF-8 with BOM, semicolons); it imports back cleanly."""
+        text = exports.organisations_csv(db_session(), organisation_filter(args))
+        return _download(text, "text/csv", "organisationen.csv")
+
+
+@exports_blp.route("/organisations/export.vcf")
+class OrganisationsVcards(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.arguments(schemas.OrganisationQueryArgs, location="query")
+    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    def get(self, args: dict[str, Any]) -> Any:
+        """The filtered list as vCards 4.0."""
+        text = exports.organisations_vcards(db_session(), organisation_filter(args))
+        return _download(text, VCARD, "organisationen.vcf")
+
+
+@exports_blp.route("/organisations/<uuid:organisation_id>/vcard")
+class OrganisationVcard(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    def get(self, organisation_id: uuid.UUID) -> Any:
+        """One organisation as a vCard 4.0."""
+        text = exports.organisation_vcard(db_session(), organisation_id)
+        return _download(text, VCARD, f"{organisation_id}.vcf")
+
+
+@exports_blp.route("/people/export.vcf")
+class PeopleVcards(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.arguments(schemas.PeopleExportArgs, location="query")
+    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    def get(self, args: dict[str, Any]) -> Any:
+        """People (all, or those at one organisation) as vCards 4.0."""
+        text = exports.people_vcards(db_session(), args.get("organisation_id"))
+        return _download(text, VCARD, "personen.vcf")
+
+
+@exports_blp.route("/people/<uuid:person_id>/vcard")
+class PersonVcard(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    def get(self, person_id: uuid.UUID) -> Any:
+        """One person as a vCard 4.0."""
+        return _download(exports.person_vcard(db_session(), person_id), VCARD, f"{person_id}.vcf")
+
+
 @imports_blp.route("")
 class Imports(MethodView):
     @imports_blp.auth(WRITERS)
@@ -439,15 +514,8 @@ class ImportErrors(MethodView):
     @imports_blp.doc(responses={"200": {"content": {"text/csv": {}}}})
     def get(self, import_id: uuid.UUID) -> Any:
         """The invalid rows as CSV, with line numbers and messages, to fix and upload again."""
-        return _csv_download(imports.error_report(db_session(), import_id), "import-fehler.csv")
-
-
-def _csv_download(text: str, filename: str) -> Response:
-    return Response(
-        text.encode("utf-8"),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+        text = imports.error_report(db_session(), import_id)
+        return _download(text, "text/csv", "import-fehler.csv")
 
 
 def organisation_filter(args: dict[str, Any]) -> organisations.OrganisationFilter:
@@ -462,5 +530,13 @@ def organisation_filter(args: dict[str, Any]) -> organisations.OrganisationFilte
     )
 
 
-BLUEPRINTS = (auth_blp, users_blp, register_blp, vocab_blp, search_blp, imports_blp)
+BLUEPRINTS = (
+    auth_blp,
+    users_blp,
+    register_blp,
+    vocab_blp,
+    search_blp,
+    exports_blp,
+    imports_blp,
+)
 RATE_LIMITS = {auth_blp: "20 per minute"}  # against password guessing

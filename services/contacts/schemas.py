@@ -244,6 +244,10 @@ class PersonQueryArgs(ListArgs):
     email = ma.fields.String()
 
 
+class PeopleExportArgs(ma.Schema):
+    organisation_id = ma.fields.UUID()
+
+
 class PremisesInSchema(ma.Schema):
     street = _name(200, required=True)
     house_number = _text(20)

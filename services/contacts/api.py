@@ -20,6 +20,7 @@ from shared.db import db_session
 
 from . import schemas, services, tasks
 from .services import (
+    duplicates,
     exports,
     history,
     imports,
@@ -395,6 +396,30 @@ class Search(MethodView):
             db_session(), args["q"], limit=args["limit"], include_archived=args["archived"]
         )
         return {"items": hits}
+
+
+@register_blp.route("/duplicates")
+class Duplicates(MethodView):
+    @register_blp.auth(READERS)
+    @register_blp.arguments(schemas.DuplicateArgs, location="query")
+    @register_blp.response(200, schemas.DuplicateSchema(many=True))
+    def get(self, args: dict[str, Any]) -> Any:
+        """Organisations that are probably the same: name without legal form and address
+        folded (umlauts, Str./Straße), or the same email or phone."""
+        return duplicates.candidates(
+            db_session(), limit=args["limit"], organisation_id=args.get("organisation_id")
+        )
+
+
+@register_blp.route("/organisations/<uuid:organisation_id>/merge")
+class OrganisationMerge(MethodView):
+    @register_blp.auth(WRITERS)
+    @register_blp.arguments(schemas.MergeSchema)
+    @register_blp.response(200, schemas.OrganisationOutSchema)
+    def post(self, data: dict[str, Any], organisation_id: uuid.UUID) -> Any:
+        """Merge ``other_id`` into this organisation: empty fields filled, tags, needs, people
+        and premises moved; the other is archived and its history shows in this one's."""
+        return duplicates.merge(db_session(), organisation_id, data["other_id"], actor=_actor())
 
 
 VCARD = "text/vcard"

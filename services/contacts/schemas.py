@@ -310,6 +310,7 @@ class ArchiveSchema(ma.Schema):
 
 class ChangeOutSchema(ma.Schema):
     id = ma.fields.Integer()
+    entity_id = ma.fields.String(metadata={"description": "Differs for a merged record's past"})
     at = BerlinDateTime()
     actor = ma.fields.String()
     action = ma.fields.String()
@@ -367,6 +368,34 @@ class HitSchema(ma.Schema):
 
 class SearchResultSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(HitSchema))
+
+
+class OrganisationBriefSchema(ma.Schema):
+    id = ma.fields.UUID()
+    name = ma.fields.String()
+    legal_form = ma.fields.String(allow_none=True)
+    street = ma.fields.String(allow_none=True)
+    house_number = ma.fields.String(allow_none=True)
+    postcode = ma.fields.String(allow_none=True)
+    email = ma.fields.String(allow_none=True)
+    phone = ma.fields.String(allow_none=True)
+
+
+class DuplicateSchema(ma.Schema):
+    first = ma.fields.Nested(OrganisationBriefSchema)
+    second = ma.fields.Nested(OrganisationBriefSchema)
+    reasons = ma.fields.List(ma.fields.String(), metadata={"description": "name, email, phone"})
+
+
+class DuplicateArgs(ma.Schema):
+    limit = ma.fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    organisation_id = ma.fields.UUID(metadata={"description": "Only pairs with this one"})
+
+
+class MergeSchema(ma.Schema):
+    other_id = ma.fields.UUID(
+        required=True, metadata={"description": "Folded into this one, then archived"}
+    )
 
 
 OrganisationPageSchema = page_schema(OrganisationOutSchema)

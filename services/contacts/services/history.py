@@ -47,10 +47,23 @@ def record_change(
 
 
 def history(session: Session, entity_type: str, entity_id: Any) -> list[Change]:
+    """A record's history, with that of every record merged into it, oldest first."""
+    ids = {str(entity_id)}
+    frontier = set(ids)
+    while frontier:
+        merged = session.scalars(
+            select(Change.after["merged_from"].astext).where(
+                Change.entity_type == entity_type,
+                Change.entity_id.in_(frontier),
+                Change.action == "merged",
+            )
+        )
+        frontier = {value for value in merged if value} - ids
+        ids |= frontier
     return list(
         session.scalars(
             select(Change)
-            .where(Change.entity_type == entity_type, Change.entity_id == str(entity_id))
+            .where(Change.entity_type == entity_type, Change.entity_id.in_(ids))
             .order_by(Change.id)
         )
     )

@@ -193,7 +193,8 @@ def apply(session: Session, org: Organisation, data: Mapping[str, Any]) -> None:
     if "district" in values:
         org.district = district_by_name(session, values["district"])
     if "needs" in values:
-        org.needs = needs_by_key(session, values["needs"] or [])
+        # In label order, as the relationship loads them, so that snapshots compare equal.
+        org.needs = sorted(needs_by_key(session, values["needs"] or []), key=lambda n: n.label)
     refresh_search(org)
 
 
@@ -279,10 +280,16 @@ def set_archived(
     session: Session, organisation_id: uuid.UUID, archived: bool, *, actor: str
 ) -> Organisation:
     org = get_organisation(session, organisation_id)
-    if archive(session, org, archived, entity_type=ENTITY, actor=actor):
-        publish(session, org, "archived" if archived else "updated")
+    archive_in_transaction(session, org, actor=actor, archived=archived)
     session.commit()
     return org
+
+
+def archive_in_transaction(
+    session: Session, org: Organisation, *, actor: str, archived: bool = True
+) -> None:
+    if archive(session, org, archived, entity_type=ENTITY, actor=actor):
+        publish(session, org, "archived" if archived else "updated")
 
 
 @dataclass(frozen=True)

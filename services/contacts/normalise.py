@@ -4,6 +4,7 @@ because the database has no unaccent: `Müller`, `Mueller` and `Muller` meet, as
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -46,6 +47,7 @@ _LEGAL_FORM = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def strip_accents(text: str) -> str:
     """``Müller`` -> ``muller``, ``Groß`` -> ``gross``, ``Café`` -> ``cafe`` (lower case)."""
     text = text.lower().replace("ß", "ss").replace("ẞ", "ss")
@@ -53,6 +55,7 @@ def strip_accents(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+@functools.lru_cache(maxsize=65536)
 def transliterate(text: str) -> str:
     """``Müller`` -> ``mueller`` (lower case), then any other accents stripped."""
     return strip_accents(text.lower().translate(_TRANSLITERATION))
@@ -68,12 +71,13 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def variants(token: str) -> set[str]:
+@functools.lru_cache(maxsize=65536)
+def variants(token: str) -> frozenset[str]:
     """The spellings a folded token may have: ü as u and as ue, and ue written for ü."""
     folded = strip_accents(token)
     translit = transliterate(token)
     found = {folded, translit, _DE_TRANSLITERATION.sub(lambda m: m.group(1)[0], translit)}
-    return {value for value in found if value}
+    return frozenset(value for value in found if value)
 
 
 def index_terms(*texts: str | None) -> list[str]:
@@ -116,7 +120,7 @@ def query_terms(query: str) -> list[set[str]]:
     """For each word the user typed, the spellings to look for (each a prefix)."""
     result: list[set[str]] = []
     for raw in tokens(query):
-        options = variants(raw)
+        options = set(variants(raw))
         expanded = tokens(expand_street(raw + ("." if raw.lower().endswith("str") else "")))
         for token in expanded:
             options |= variants(token)

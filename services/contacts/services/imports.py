@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import marshmallow as ma
-from sqlalchemy import func, insert, select, update
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlalchemy import func, inspect, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from shared.db import new_uuid, utcnow
@@ -400,13 +403,11 @@ def _insert_new(session: Session, rows: list[tuple[Row, uuid.UUID]], actor: str)
                 "occurred_at": now,
             }
         )
-    session.execute(insert(Organisation), orgs)
-    if needs:
-        session.execute(insert(organisation_needs), needs)
-    session.execute(insert(Change), changes)
+    _copy(session, Organisation.__table__, orgs)
+    _copy(session, organisation_needs, needs)
+    _copy(session, Change.__table__, changes)
     last = events.pop()
-    if events:
-        session.execute(insert(OutboxEvent), events)
+    _copy(session, inspect(OutboxEvent).local_table, events)
     # The last one through record_event, which also kicks the relay after the commit.
     record_event(
         session,
@@ -435,6 +436,28 @@ ROLE_WORDS = (
 def _role_of(job_title: str | None) -> str:
     folded = strip_accents(job_title or "")
     return next((role for word, role in ROLE_WORDS if word in folded), "contact_person")
+
+
+def _copy(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Rows into a table with COPY, in the session's transaction (the fast path of bulk
+    loading in PostgreSQL); JSONB values are wrapped so that psycopg writes them as JSON."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    json_columns = {c.name for c in table.columns if isinstance(c.type, JSONB)}
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    connection = session.connection().connection.driver_connection
+    assert connection is not None
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    Jsonb(row[c]) if c in json_columns and row[c] is not None else row[c]
+                    for c in columns
+                ]
+            )
 
 
 def _add_person(session: Session, row: Row, organisation_id: uuid.UUID, actor: str) -> None:

@@ -351,7 +351,8 @@ def main() -> None:
             preview, commit, created = time_import(url, content)
             print(
                 f"import: preview {preview:.1f} s + commit {commit:.1f} s = "
-                f"{preview + commit:.1f} s ({created:,} created, {count / (preview + commit):,.0f} rows/s)"
+                f"{preview + commit:.1f} s ({created:,} created, "
+                f"{count / (preview + commit):,.0f} rows/s)"
             )
             print(
                 f"COPY of the same rows: {copy_seconds:.2f} s; "

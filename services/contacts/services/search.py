@@ -13,6 +13,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    union,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY
@@ -31,13 +32,29 @@ class Hit:
     rank: float
 
 
+# A broad prefix ("m", "gross klein") can match much of the register; ranking every match
+# would cost as much as a scan. So at most this many matches are ranked: first those in
+# names, then the others. Typing one more letter narrows the matches as usual.
+CANDIDATES = 500
+
+
 def search(
     session: Session, query: str, *, limit: int = 20, include_archived: bool = False
 ) -> list[Hit]:
     text = tsquery(query)
-    if text is None:
+    in_names = tsquery(query, "A")
+    if text is None or in_names is None:
         return []
     ts = literal(text).cast(TSQUERY)
+    live = [Organisation.archived.is_(False)] if not include_archived else []
+    candidates = union(
+        *(
+            select(Organisation.id)
+            .where(Organisation.search_vector.op("@@")(literal(q).cast(TSQUERY)), *live)
+            .limit(CANDIDATES)
+            for q in (in_names, text)
+        )
+    ).subquery()
     org_rank = func.ts_rank(Organisation.search_vector, ts)
     orgs = select(
         literal("organisation").label("type"),
@@ -49,21 +66,25 @@ def search(
             func.nullif(func.concat_ws(" ", Organisation.postcode, Organisation.city), ""),
         ).label("detail"),
         cast(org_rank, Float).label("rank"),
-    ).where(Organisation.search_vector.op("@@")(ts))
+    ).where(Organisation.id.in_(select(candidates.c.id)))
+    person_rank = func.ts_rank(Person.search_vector, ts)
     people = select(
         literal("person").label("type"),
         Person.id.label("id"),
         func.concat_ws(" ", Person.first_name, Person.last_name).label("label"),
         cast(func.coalesce(Person.email, ""), String).label("detail"),
-        cast(func.ts_rank(Person.search_vector, ts), Float).label("rank"),
-    ).where(Person.search_vector.op("@@")(ts))
-    if not include_archived:
-        orgs = orgs.where(Organisation.archived.is_(False))
-        people = people.where(Person.archived.is_(False))
-    # Each part is limited on its own first, so that a broad prefix ranks only a few rows.
+        cast(person_rank, Float).label("rank"),
+    ).where(
+        Person.id.in_(
+            select(Person.id)
+            .where(Person.search_vector.op("@@")(ts))
+            .where(*([Person.archived.is_(False)] if not include_archived else []))
+            .limit(CANDIDATES)
+        )
+    )
     combined = union_all(
         orgs.order_by(org_rank.desc()).limit(limit),
-        people.order_by(func.ts_rank(Person.search_vector, ts).desc()).limit(limit),
+        people.order_by(person_rank.desc()).limit(limit),
     ).subquery()
     rows = session.execute(
         select(combined).order_by(combined.c.rank.desc(), combined.c.label).limit(limit)

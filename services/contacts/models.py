@@ -120,6 +120,7 @@ class Organisation(Base):
         CheckConstraint(f"status IN {_in(ORGANISATION_STATUSES)}", name="status"),
         CheckConstraint("length(trim(name)) > 0", name="name_not_empty"),
         Index("ix_organisations_search_vector", "search_vector", postgresql_using="gin"),
+        Index("ix_organisations_name_vector", "name_vector", postgresql_using="gin"),
         Index("ix_organisations_tags", "tags", postgresql_using="gin"),
     )
 
@@ -150,6 +151,8 @@ class Organisation(Base):
     # Written by the application (see normalise.py): folded text for search and matching.
     search_text: Mapped[str] = mapped_column(Text, default="")
     search_vector: Mapped[str | None] = mapped_column(TSVECTOR)
+    # The names alone, so that matches in names are found without checking weights.
+    name_vector: Mapped[str | None] = mapped_column(TSVECTOR)
     match_name: Mapped[str] = mapped_column(String(300), default="", index=True)
     match_address: Mapped[str] = mapped_column(String(300), default="")
     match_phone: Mapped[str | None] = mapped_column(String(40), index=True)

@@ -128,16 +128,15 @@ def query_terms(query: str) -> list[set[str]]:
     return result
 
 
-def tsquery(query: str, weights: str = "") -> str | None:
+def tsquery(query: str) -> str | None:
     """A ``tsquery`` in PostgreSQL's input syntax: every word must match one of its
     spellings as a prefix. Written as the tsvector is (not parsed again by PostgreSQL, which
-    would split e.g. ``1e5abc``); terms are letters and digits, so need no escaping.
-    ``weights`` (e.g. "A") matches only lexemes of those weights."""
+    would split e.g. ``1e5abc``); terms are letters and digits, so need no escaping."""
     groups = query_terms(query)
     if not groups:
         return None
     return " & ".join(
-        "(" + " | ".join(f"'{term}':*{weights}" for term in sorted(group)) + ")" for group in groups
+        "(" + " | ".join(f"'{term}':*" for term in sorted(group)) + ")" for group in groups
     )
 
 

@@ -353,7 +353,7 @@ def _insert_new(session: Session, rows: list[tuple[Row, uuid.UUID]], actor: str)
         values = row.values
         snap = organisations.new_snapshot(values)
         names = [f"{row.person.get('first_name', '')} {row.person.get('last_name', '')}"]
-        search_text, vector = organisations.search_fields(
+        search_text, vector, name_vector = organisations.search_fields(
             snap["name"],
             snap["legal_form"],
             snap["street"],
@@ -374,6 +374,7 @@ def _insert_new(session: Session, rows: list[tuple[Row, uuid.UUID]], actor: str)
                 "updated_at": now,
                 "search_text": search_text,
                 "search_vector": vector,
+                "name_vector": name_vector,
                 "match_name": match_name(snap["name"]),
                 "match_address": match_address(
                     snap["street"], snap["house_number"], snap["postcode"]

@@ -131,7 +131,7 @@ def event_data(org: Organisation) -> dict[str, Any]:
 
 def refresh_search(org: Organisation) -> None:
     """Write the folded search text and the weighted tsvector (names weigh most)."""
-    org.search_text, org.search_vector = search_fields(
+    org.search_text, org.search_vector, org.name_vector = search_fields(
         org.name,
         org.legal_form,
         org.street,
@@ -155,11 +155,16 @@ def search_fields(
     district: str | None,
     tags: Sequence[str] | None,
     people: Sequence[str] = (),
-) -> tuple[str, str]:
-    """(search text, tsvector): names weigh A; street, sector, place, tags and people B."""
+) -> tuple[str, str, str]:
+    """(search text, tsvector, names' tsvector): names weigh A; street, sector, place, tags
+    and people B."""
     names = index_terms(name, legal_form)
     rest = index_terms(street, sector, city, district, *(tags or []), *people)
-    return " ".join([*names, *rest]), tsvector((names, "A"), (rest, "B"))
+    return (
+        " ".join([*names, *rest]),
+        tsvector((names, "A"), (rest, "B")),
+        tsvector((names, "A")),
+    )
 
 
 def _clean(data: Mapping[str, Any]) -> dict[str, Any]:

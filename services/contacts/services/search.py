@@ -42,17 +42,14 @@ def search(
     session: Session, query: str, *, limit: int = 20, include_archived: bool = False
 ) -> list[Hit]:
     text = tsquery(query)
-    in_names = tsquery(query, "A")
-    if text is None or in_names is None:
+    if text is None:
         return []
     ts = literal(text).cast(TSQUERY)
     live = [Organisation.archived.is_(False)] if not include_archived else []
     candidates = union(
         *(
-            select(Organisation.id)
-            .where(Organisation.search_vector.op("@@")(literal(q).cast(TSQUERY)), *live)
-            .limit(CANDIDATES)
-            for q in (in_names, text)
+            select(Organisation.id).where(vector.op("@@")(ts), *live).limit(CANDIDATES)
+            for vector in (Organisation.name_vector, Organisation.search_vector)
         )
     ).subquery()
     org_rank = func.ts_rank(Organisation.search_vector, ts)

@@ -168,6 +168,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("search_text", sa.Text(), nullable=False),
         sa.Column("search_vector", postgresql.TSVECTOR(), nullable=True),
+        sa.Column("name_vector", postgresql.TSVECTOR(), nullable=True),
         sa.Column("match_name", sa.String(length=300), nullable=False),
         sa.Column("match_address", sa.String(length=300), nullable=False),
         sa.Column("match_phone", sa.String(length=40), nullable=True),
@@ -196,6 +197,13 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_organisations_match_phone"), "organisations", ["match_phone"], unique=False
+    )
+    op.create_index(
+        "ix_organisations_name_vector",
+        "organisations",
+        ["name_vector"],
+        unique=False,
+        postgresql_using="gin",
     )
     op.create_index(
         "ix_organisations_search_vector",
@@ -331,6 +339,9 @@ def downgrade() -> None:
     op.drop_table("organisation_needs")
     op.drop_index("ix_organisations_tags", table_name="organisations", postgresql_using="gin")
     op.drop_index(op.f("ix_organisations_status"), table_name="organisations")
+    op.drop_index(
+        "ix_organisations_name_vector", table_name="organisations", postgresql_using="gin"
+    )
     op.drop_index(
         "ix_organisations_search_vector", table_name="organisations", postgresql_using="gin"
     )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     union,
     union_all,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,7 @@ class Hit:
 # A broad prefix ("m", "gross klein") can match much of the register; ranking every match
 # would cost as much as a scan. So at most this many matches are ranked: first those in
 # names, then the others. Typing one more letter narrows the matches as usual.
-CANDIDATES = 500
+CANDIDATES = 200
 
 
 def search(
@@ -45,6 +46,9 @@ def search(
     if text is None:
         return []
     ts = literal(text).cast(TSQUERY)
+    # PostgreSQL cannot estimate how many rows a prefix query matches and, with a LIMIT,
+    # prefers scanning the table; the GIN indexes are the right way for every query here.
+    session.execute(sql_text("SET LOCAL enable_seqscan = off"))
     live = [Organisation.archived.is_(False)] if not include_archived else []
     candidates = union(
         *(

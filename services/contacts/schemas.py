@@ -120,7 +120,7 @@ class OrganisationInSchema(ma.Schema):
         allow_none=True,
         validate=validate.Regexp(r"^[+0-9 ()/\-.]{3,60}$", error="Not a phone number."),
     )
-    employees = ma.fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    employees = ma.fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10_000_000))
     status = ma.fields.String(validate=_one_of(ORGANISATION_STATUSES))
     needs = ma.fields.List(ma.fields.String(), metadata={"description": "Need keys"})
     tags = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=80)))
@@ -255,14 +255,17 @@ class PremisesInSchema(ma.Schema):
     city = _text(120)
     district = _text(120)
     floor_area = ma.fields.Decimal(
-        required=True, places=2, as_string=True, validate=validate.Range(min=0, min_inclusive=False)
+        required=True,
+        places=2,
+        as_string=True,
+        validate=validate.Range(min=0, max=10_000_000, min_inclusive=False),
     )
     use = ma.fields.String(required=True, validate=_one_of(PREMISES_USES))
     owner_id = ma.fields.UUID(required=True)
     tenant_id = ma.fields.UUID(allow_none=True)
     status = ma.fields.String(validate=_one_of(PREMISES_STATUSES))
     rent_per_m2 = ma.fields.Decimal(
-        allow_none=True, places=2, as_string=True, validate=validate.Range(min=0)
+        allow_none=True, places=2, as_string=True, validate=validate.Range(min=0, max=100_000)
     )
     available_from = ma.fields.Date(allow_none=True)
     notes = ma.fields.String(allow_none=True, validate=validate.Length(max=20000))

@@ -386,3 +386,24 @@ def test_admin_maintains_districts_and_needs(
         ("contacts.need.updated", 2),
     ]
     assert events[1].payload == {"key": need["key"], "label": label + " neu", "active": True}
+
+
+def test_extreme_values_are_client_errors_not_500(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    huge = contacts_client.get(f"{ORGS}?page=100000000000000000000", headers=coordinator)
+    assert huge.status_code == 200 and huge.get_json()["items"] == []
+    too_many = contacts_client.post(
+        ORGS, json={"kind": "business", "name": "X", "employees": 10**12}, headers=coordinator
+    )
+    assert too_many.status_code == 422 and "employees" in too_many.get_json()["errors"]
+    owner = make_org(kind="landlord")
+    big = contacts_client.post(
+        "/api/v1/premises",
+        json={"street": "X", "floor_area": "1e12", "use": "office", "owner_id": owner["id"]},
+        headers=coordinator,
+    )
+    assert big.status_code == 422 and "floor_area" in big.get_json()["errors"]
+    for query in ("?per_page=0", "?min_area=abc", "?district=" + "x" * 5000):
+        response = contacts_client.get(f"/api/v1/premises{query}", headers=coordinator)
+        assert response.status_code in (200, 422), query

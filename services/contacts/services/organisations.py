@@ -68,6 +68,7 @@ TEXT_FIELDS = (
     "email",
     "phone",
 )
+MAX_OFFSET = 2**62  # beyond any table; a bigger page number must not overflow the database
 SORTS = {
     "name": Organisation.name,
     "created_at": Organisation.created_at,
@@ -347,7 +348,8 @@ def paginate(
     session: Session, query: Select[Any], page: int, per_page: int
 ) -> tuple[list[Any], int]:
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    items = list(session.scalars(query.limit(per_page).offset((page - 1) * per_page)).unique())
+    offset = min((page - 1) * per_page, MAX_OFFSET)
+    items = list(session.scalars(query.limit(per_page).offset(offset)).unique())
     return items, total
 
 

@@ -36,7 +36,7 @@ class Hit:
 # A broad prefix ("m", "gross klein") can match much of the register; ranking every match
 # would cost as much as a scan. So at most this many matches are ranked: first those in
 # names, then the others. Typing one more letter narrows the matches as usual.
-CANDIDATES = 200
+CANDIDATES = 100
 
 
 def search(

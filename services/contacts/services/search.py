@@ -3,12 +3,17 @@ German user types it; folded by the application, matched by PostgreSQL full-text
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     Float,
+    Integer,
+    Select,
     String,
+    bindparam,
     cast,
     func,
     literal,
@@ -45,10 +50,18 @@ def search(
     text = tsquery(query)
     if text is None:
         return []
-    ts = literal(text).cast(TSQUERY)
     # PostgreSQL cannot estimate how many rows a prefix query matches and, with a LIMIT,
     # prefers scanning the table; the GIN indexes are the right way for every query here.
     session.execute(sql_text("SET LOCAL enable_seqscan = off"))
+    rows = session.execute(_statement(include_archived), {"q": text, "limit": limit})
+    return [Hit(row.type, row.id, row.label, row.detail, round(row.rank, 6)) for row in rows]
+
+
+@functools.cache
+def _statement(include_archived: bool) -> Select[Any]:
+    """Built once; the query text and the limit are parameters."""
+    ts = bindparam("q", type_=String).cast(TSQUERY)
+    limit = bindparam("limit", type_=Integer)
     live = [Organisation.archived.is_(False)] if not include_archived else []
     candidates = union(
         *(
@@ -87,7 +100,4 @@ def search(
         orgs.order_by(org_rank.desc()).limit(limit),
         people.order_by(person_rank.desc()).limit(limit),
     ).subquery()
-    rows = session.execute(
-        select(combined).order_by(combined.c.rank.desc(), combined.c.label).limit(limit)
-    )
-    return [Hit(row.type, row.id, row.label, row.detail, round(row.rank, 6)) for row in rows]
+    return select(combined).order_by(combined.c.rank.desc(), combined.c.label).limit(limit)

@@ -89,7 +89,9 @@ class _Vocabulary:
     def __init__(self, session: Session) -> None:
         self.districts = {_fold(d.name): d.name for d in session.scalars(select(District))}
         self.needs: dict[str, str] = {}
+        self.labels: dict[str, str] = {}
         for need in session.scalars(select(Need)):
+            self.labels[need.key] = need.label
             self.needs[need.key] = need.key
             self.needs[_fold(need.label)] = need.key
             self.needs[slug(need.label)] = need.key
@@ -105,7 +107,9 @@ class _Vocabulary:
             unknown = [n for n, key in zip(values["needs"], keys, strict=True) if key is None]
             if unknown:
                 errors["needs"] = [f"Unknown needs: {', '.join(unknown)}."]
-            values["needs"] = [key for key in keys if key]
+            # Unique and in label order, as an organisation lists them.
+            found = {key for key in keys if key}
+            values["needs"] = sorted(found, key=self.labels.__getitem__)
 
 
 def _validate(session: Session, table: Table, mapping: Mapping[str, str]) -> Plan:

@@ -489,7 +489,9 @@ class PersonVcard(MethodView):
 class Imports(MethodView):
     @imports_blp.auth(WRITERS)
     @imports_blp.arguments(schemas.UploadFileSchema, location="files")
-    @imports_blp.arguments(schemas.UploadFormSchema, location="form")
+    @imports_blp.arguments(
+        schemas.UploadFormSchema, location="form", content_type="multipart/form-data"
+    )
     @imports_blp.response(201, schemas.ImportOutSchema)
     @imports_blp.alt_response(413, response="PAYLOAD_TOO_LARGE")
     def post(self, files: dict[str, Any], form: dict[str, Any]) -> Any:

@@ -411,6 +411,9 @@ class UploadFileSchema(ma.Schema):
 
 
 class UploadFormSchema(ma.Schema):
+    # Read from the files part (UploadFileSchema); named here so that the OpenAPI document
+    # shows one multipart body with both fields.
+    file = ma.fields.Raw(metadata={"type": "string", "format": "binary"})
     mapping = ma.fields.String(
         metadata={
             "description": 'JSON: CSV header -> field (or null to ignore), e.g. {"Kunde": "name"}'

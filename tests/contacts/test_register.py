@@ -407,3 +407,28 @@ def test_extreme_values_are_client_errors_not_500(
     for query in ("?per_page=0", "?min_area=abc", "?district=" + "x" * 5000):
         response = contacts_client.get(f"/api/v1/premises{query}", headers=coordinator)
         assert response.status_code in (200, 422), query
+
+
+def test_openapi_documents_the_register(contacts_client: FlaskClient) -> None:
+    paths = contacts_client.get("/api/v1/openapi.json").get_json()["paths"]
+    for path in (
+        "/api/v1/organisations",
+        "/api/v1/organisations/{organisation_id}",
+        "/api/v1/organisations/{record_id}/history",
+        "/api/v1/organisations/{organisation_id}/merge",
+        "/api/v1/people",
+        "/api/v1/premises/vacant",
+        "/api/v1/search",
+        "/api/v1/imports",
+        "/api/v1/imports/{import_id}/commit",
+        "/api/v1/organisations/export.csv",
+        "/api/v1/duplicates",
+        "/api/v1/needs",
+        "/api/v1/districts",
+    ):
+        assert path in paths, path
+    upload = paths["/api/v1/imports"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    schema = contacts_client.get("/api/v1/openapi.json").get_json()["components"]["schemas"][
+        upload["schema"]["$ref"].rsplit("/", 1)[-1]
+    ]
+    assert {"file", "mapping"} <= schema["properties"].keys()

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import flask_smorest
+import marshmallow as ma
+from flask import Response
 from flask.views import MethodView
+from sqlalchemy.orm import Session
 
-from shared.api import API_PREFIX, Blueprint
+from shared.api import API_PREFIX, Blueprint, page_of
 from shared.app import get_settings
-from shared.auth import ADMINS
+from shared.auth import ADMINS, READERS, WRITERS, current_principal
 from shared.db import db_session
 
-from . import schemas, services
+from . import schemas, services, tasks
+from .services import (
+    duplicates,
+    exports,
+    history,
+    imports,
+    organisations,
+    people,
+    premises,
+    search,
+    vocab,
+)
 
 auth_blp = Blueprint("auth", __name__, url_prefix=f"{API_PREFIX}/auth", description="Staff sign-in")
 users_blp = Blueprint(
@@ -75,5 +90,480 @@ class UserById(MethodView):
         return services.update_user(db_session(), user_id, **data)
 
 
-BLUEPRINTS = (auth_blp, users_blp)
+def _actor() -> str:
+    principal = current_principal()
+    return principal.email or principal.subject
+
+
+def _page(items_total: tuple[list[Any], int], args: dict[str, Any]) -> dict[str, Any]:
+    items, total = items_total
+    return page_of(items, total, args["page"], args["per_page"])
+
+
+register_blp = Blueprint(
+    "register",
+    __name__,
+    url_prefix=API_PREFIX,
+    description="The register: organisations, people, premises and their history",
+)
+vocab_blp = Blueprint(
+    "vocabularies", __name__, url_prefix=API_PREFIX, description="Districts and needs (Bedarfe)"
+)
+search_blp = Blueprint("search", __name__, url_prefix=API_PREFIX, description="Search")
+exports_blp = Blueprint(
+    "exports", __name__, url_prefix=API_PREFIX, description="CSV and vCard exports"
+)
+imports_blp = Blueprint(
+    "imports", __name__, url_prefix=f"{API_PREFIX}/imports", description="CSV import"
+)
+
+
+def _archive_and_history_routes(
+    path: str,
+    entity: str,
+    get: Callable[[Session, uuid.UUID], Any],
+    set_archived: Callable[..., Any],
+    out_schema: type[ma.Schema],
+) -> None:
+    """``POST <path>/<id>/archive`` and ``GET <path>/<id>/history``, alike for every record."""
+
+    @register_blp.route(f"{path}/<uuid:record_id>/archive", endpoint=f"{entity}_archive")
+    class Archive(MethodView):
+        @register_blp.auth(WRITERS)
+        @register_blp.arguments(schemas.ArchiveSchema)
+        @register_blp.response(200, out_schema)
+        def post(self, data: dict[str, Any], record_id: uuid.UUID) -> Any:
+            """Archive (``{"archived": true}``) or restore the record; nothing is deleted."""
+            return set_archived(db_session(), record_id, data["archived"], actor=_actor())
+
+    @register_blp.route(f"{path}/<uuid:record_id>/history", endpoint=f"{entity}_history")
+    class History(MethodView):
+        @register_blp.auth(READERS)
+        @register_blp.response(200, schemas.ChangeOutSchema(many=True))
+        def get(self, record_id: uuid.UUID) -> Any:
+            """Who changed what and when, oldest first."""
+            get(db_session(), record_id)
+            return history.history(db_session(), entity, record_id)
+
+
+@register_blp.route("/organisations")
+class Organisations(MethodView):
+    @register_blp.auth(READERS)
+    @register_blp.arguments(schemas.OrganisationQueryArgs, location="query")
+    @register_blp.response(200, schemas.OrganisationPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List organisations, filtered, sorted (``sort=name``, ``-updated_at`` ...), paginated."""
+        return _page(
+            organisations.list_organisations(
+                db_session(),
+                organisation_filter(args),
+                page=args["page"],
+                per_page=args["per_page"],
+            ),
+            args,
+        )
+
+    @register_blp.auth(WRITERS)
+    @register_blp.arguments(schemas.OrganisationInSchema)
+    @register_blp.response(201, schemas.OrganisationOutSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Create an organisation."""
+        return organisations.create_organisation(db_session(), data, actor=_actor())
+
+
+@register_blp.route("/organisations/<uuid:organisation_id>")
+class OrganisationById(MethodView):
+    @register_blp.auth(READERS)
+    @register_blp.response(200, schemas.OrganisationOutSchema)
+    def get(self, organisation_id: uuid.UUID) -> Any:
+        """One organisation, with its people."""
+        return organisations.get_organisation(db_session(), organisation_id)
+
+    @register_blp.auth(WRITERS)
+    @register_blp.arguments(schemas.OrganisationPatchSchema)
+    @register_blp.response(200, schemas.OrganisationOutSchema)
+    @register_blp.alt_response(409, response="CONFLICT")
+    def patch(self, data: dict[str, Any], organisation_id: uuid.UUID) -> Any:
+        """Change some fields; send ``version`` to be told (409) about a change meanwhile."""
+        version = data.pop("version", None)
+        return organisations.update_organisation(
+            db_session(), organisation_id, data, actor=_actor(), version=version
+        )
+
+
+@register_blp.route("/people")
+class People(MethodView):
+    @register_blp.auth(READERS)
+    @register_blp.arguments(schemas.PersonQueryArgs, location="query")
+    @register_blp.response(200, schemas.PersonPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List people, e.g. those with a role at one organisation."""
+        criteria = people.PersonFilter(
+            organisation_id=args.get("organisation_id"),
+            role=args.get("role", ()),
+            email=args.get("email"),
+            archived=args["archived"],
+            sort=args["sort"] or "last_name",
+        )
+        return _page(
+            people.list_people(
+                db_session(), criteria, page=args["page"], per_page=args["per_page"]
+            ),
+            args,
+        )
+
+    @register_blp.auth(WRITERS)
+    @register_blp.arguments(schemas.PersonInSchema)
+    @register_blp.response(201, schemas.PersonOutSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Create a person, with roles at organisations."""
+        return people.create_person(db_session(), data, actor=_actor())
+
+
+@register_blp.route("/people/<uuid:person_id>")
+class PersonById(MethodView):
+    @register_blp.auth(READERS)
+    @register_blp.response(200, schemas.PersonOutSchema)
+    def get(self, person_id: uuid.UUID) -> Any:
+        """One person, with roles."""
+        return people.get_person(db_session(), person_id)
+
+    @register_blp.auth(WRITERS)
+    @register_blp.arguments(schemas.PersonPatchSchema)
+    @register_blp.response(200, schemas.PersonOutSchema)
+    def patch(self, data: dict[str, Any], person_id: uuid.UUID) -> Any:
+        """Change some fields; ``roles``, when given, replaces all roles."""
+        return people.update_person(db_session(), person_id, data, actor=_actor())
+
+
+def _premises_filter(args: dict[str, Any], status: tuple[str, ...] = ()) -> premises.PremisesFilter:
+    return premises.PremisesFilter(
+        status=status or tuple(args.get("status", ())),
+        district=args.get("district", ()),
+        use=args.get("use", ()),
+        min_area=args.get("min_area"),
+        max_area=args.get("max_area"),
+        owner_id=args.get("owner_id"),
+        archived=args["archived"],
+        sort=args["sort"] or "floor_area",
+    )
+
+
+@register_blp.route("/premises")
+class PremisesList(MethodView):
+    @register_blp.auth(READERS)
+    @register_blp.arguments(schemas.PremisesQueryArgs, location="query")
+    @register_blp.response(200, schemas.PremisesPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List premises (Gewerbeflächen) by status, district, use and size (m²)."""
+        return _page(
+            premises.list_premises(
+                db_session(), _premises_filter(args), page=args["page"], per_page=args["per_page"]
+            ),
+            args,
+        )
+
+    @register_blp.auth(WRITERS)
+    @register_blp.arguments(schemas.PremisesInSchema)
+    @register_blp.response(201, schemas.PremisesOutSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Create premises; the owner is a landlord or a housing company."""
+        return premises.create_premises(db_session(), data, actor=_actor())
+
+
+@register_blp.route("/premises/vacant")
+class VacantPremises(MethodView):
+    @register_blp.auth(READERS)
+    @register_blp.arguments(schemas.PremisesQueryArgs, location="query")
+    @register_blp.response(200, schemas.PremisesPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Vacant premises by district, use and size (``min_area`` / ``max_area`` in m²)."""
+        return _page(
+            premises.list_premises(
+                db_session(),
+                _premises_filter(args, status=("vacant",)),
+                page=args["page"],
+                per_page=args["per_page"],
+            ),
+            args,
+        )
+
+
+@register_blp.route("/premises/<uuid:premises_id>")
+class PremisesById(MethodView):
+    @register_blp.auth(READERS)
+    @register_blp.response(200, schemas.PremisesOutSchema)
+    def get(self, premises_id: uuid.UUID) -> Any:
+        """One premises."""
+        return premises.get_premises(db_session(), premises_id)
+
+    @register_blp.auth(WRITERS)
+    @register_blp.arguments(schemas.PremisesPatchSchema)
+    @register_blp.response(200, schemas.PremisesOutSchema)
+    def patch(self, data: dict[str, Any], premises_id: uuid.UUID) -> Any:
+        """Change some fields (e.g. let it: ``status`` and ``tenant_id``)."""
+        return premises.update_premises(db_session(), premises_id, data, actor=_actor())
+
+
+_archive_and_history_routes(
+    "/organisations",
+    organisations.ENTITY,
+    organisations.get_organisation,
+    organisations.set_archived,
+    schemas.OrganisationOutSchema,
+)
+_archive_and_history_routes(
+    "/people",
+    people.ENTITY,
+    people.get_person,
+    people.set_archived,
+    schemas.PersonOutSchema,
+)
+_archive_and_history_routes(
+    "/premises",
+    premises.ENTITY,
+    premises.get_premises,
+    premises.set_archived,
+    schemas.PremisesOutSchema,
+)
+
+
+@vocab_blp.route("/districts")
+class Districts(MethodView):
+    @vocab_blp.auth(READERS)
+    @vocab_blp.response(200, schemas.DistrictOutSchema(many=True))
+    def get(self) -> Any:
+        """The districts of the city, a maintained list."""
+        return vocab.list_districts(db_session())
+
+    @vocab_blp.auth(ADMINS)
+    @vocab_blp.arguments(schemas.DistrictInSchema)
+    @vocab_blp.response(201, schemas.DistrictOutSchema)
+    @vocab_blp.alt_response(409, response="CONFLICT")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Add a district."""
+        return vocab.create_district(db_session(), name=data["name"], actor=_actor())
+
+
+@vocab_blp.route("/districts/<int:district_id>")
+class DistrictById(MethodView):
+    @vocab_blp.auth(ADMINS)
+    @vocab_blp.arguments(schemas.DistrictPatchSchema)
+    @vocab_blp.response(200, schemas.DistrictOutSchema)
+    def patch(self, data: dict[str, Any], district_id: int) -> Any:
+        """Rename a district or retire it (``active: false``)."""
+        return vocab.update_district(db_session(), district_id, actor=_actor(), **data)
+
+
+@vocab_blp.route("/needs")
+class Needs(MethodView):
+    @vocab_blp.auth(READERS)
+    @vocab_blp.response(200, schemas.NeedOutSchema(many=True))
+    def get(self) -> Any:
+        """The needs vocabulary (Bedarfe)."""
+        return vocab.list_needs(db_session())
+
+    @vocab_blp.auth(ADMINS)
+    @vocab_blp.arguments(schemas.NeedInSchema)
+    @vocab_blp.response(201, schemas.NeedOutSchema)
+    @vocab_blp.alt_response(409, response="CONFLICT")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Add a need; its key is made from the label unless given."""
+        return vocab.create_need(db_session(), actor=_actor(), **data)
+
+
+@vocab_blp.route("/needs/<string:key>")
+class NeedByKey(MethodView):
+    @vocab_blp.auth(ADMINS)
+    @vocab_blp.arguments(schemas.NeedPatchSchema)
+    @vocab_blp.response(200, schemas.NeedOutSchema)
+    def patch(self, data: dict[str, Any], key: str) -> Any:
+        """Relabel a need or retire it (``active: false``)."""
+        return vocab.update_need(db_session(), key, actor=_actor(), **data)
+
+
+@search_blp.route("/search")
+class Search(MethodView):
+    @search_blp.auth(READERS)
+    @search_blp.arguments(schemas.SearchArgs, location="query")
+    @search_blp.response(200, schemas.SearchResultSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Search organisations (name, street, sector, tags, people) and people, ranked.
+
+        Case and accents do not matter (``muller`` finds Müller), ``Str.`` is ``Straße``,
+        and every word is a prefix, for type-ahead."""
+        hits = search.search(
+            db_session(), args["q"], limit=args["limit"], include_archived=args["archived"]
+        )
+        return {"items": hits}
+
+
+@register_blp.route("/duplicates")
+class Duplicates(MethodView):
+    @register_blp.auth(READERS)
+    @register_blp.arguments(schemas.DuplicateArgs, location="query")
+    @register_blp.response(200, schemas.DuplicateSchema(many=True))
+    def get(self, args: dict[str, Any]) -> Any:
+        """Organisations that are probably the same: name without legal form and address
+        folded (umlauts, Str./Straße), or the same email or phone."""
+        return duplicates.candidates(
+            db_session(), limit=args["limit"], organisation_id=args.get("organisation_id")
+        )
+
+
+@register_blp.route("/organisations/<uuid:organisation_id>/merge")
+class OrganisationMerge(MethodView):
+    @register_blp.auth(WRITERS)
+    @register_blp.arguments(schemas.MergeSchema)
+    @register_blp.response(200, schemas.OrganisationOutSchema)
+    def post(self, data: dict[str, Any], organisation_id: uuid.UUID) -> Any:
+        """Merge ``other_id`` into this organisation: empty fields filled, tags, needs, people
+        and premises moved; the other is archived and its history shows in this one's."""
+        return duplicates.merge(db_session(), organisation_id, data["other_id"], actor=_actor())
+
+
+VCARD = "text/vcard"
+
+
+def _download(text: str, mimetype: str, filename: str) -> Response:
+    return Response(
+        text.encode("utf-8"),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@exports_blp.route("/organisations/export.csv")
+class OrganisationsCsv(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.arguments(schemas.OrganisationQueryArgs, location="query")
+    @exports_blp.doc(responses={"200": {"content": {"text/csv": {}}}})
+    def get(self, args: dict[str, Any]) -> Any:
+        """The filtered list as CSV (UTF-8 with BOM, semicolons); it imports back cleanly."""
+        text = exports.organisations_csv(db_session(), organisation_filter(args))
+        return _download(text, "text/csv", "organisationen.csv")
+
+
+@exports_blp.route("/organisations/export.vcf")
+class OrganisationsVcards(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.arguments(schemas.OrganisationQueryArgs, location="query")
+    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    def get(self, args: dict[str, Any]) -> Any:
+        """The filtered list as vCards 4.0."""
+        text = exports.organisations_vcards(db_session(), organisation_filter(args))
+        return _download(text, VCARD, "organisationen.vcf")
+
+
+@exports_blp.route("/organisations/<uuid:organisation_id>/vcard")
+class OrganisationVcard(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    def get(self, organisation_id: uuid.UUID) -> Any:
+        """One organisation as a vCard 4.0."""
+        text = exports.organisation_vcard(db_session(), organisation_id)
+        return _download(text, VCARD, f"{organisation_id}.vcf")
+
+
+@exports_blp.route("/people/export.vcf")
+class PeopleVcards(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.arguments(schemas.PeopleExportArgs, location="query")
+    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    def get(self, args: dict[str, Any]) -> Any:
+        """People (all, or those at one organisation) as vCards 4.0."""
+        text = exports.people_vcards(db_session(), args.get("organisation_id"))
+        return _download(text, VCARD, "personen.vcf")
+
+
+@exports_blp.route("/people/<uuid:person_id>/vcard")
+class PersonVcard(MethodView):
+    @exports_blp.auth(READERS)
+    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    def get(self, person_id: uuid.UUID) -> Any:
+        """One person as a vCard 4.0."""
+        return _download(exports.person_vcard(db_session(), person_id), VCARD, f"{person_id}.vcf")
+
+
+@imports_blp.route("")
+class Imports(MethodView):
+    @imports_blp.auth(WRITERS)
+    @imports_blp.arguments(schemas.UploadFileSchema, location="files")
+    @imports_blp.arguments(
+        schemas.UploadFormSchema, location="form", content_type="multipart/form-data"
+    )
+    @imports_blp.response(201, schemas.ImportOutSchema)
+    @imports_blp.alt_response(413, response="PAYLOAD_TOO_LARGE")
+    def post(self, files: dict[str, Any], form: dict[str, Any]) -> Any:
+        """Upload a CSV (multipart ``file``; optional ``mapping``) and get a preview: what a
+        commit would create and match, and every invalid row. Nothing is written yet."""
+        upload = files["file"]
+        return imports.preview_import(
+            db_session(),
+            content=upload.read(),
+            filename=upload.filename or "",
+            mapping=form["mapping"],
+            actor=_actor(),
+        )
+
+
+@imports_blp.route("/<uuid:import_id>")
+class ImportById(MethodView):
+    @imports_blp.auth(WRITERS)
+    @imports_blp.response(200, schemas.ImportOutSchema)
+    def get(self, import_id: uuid.UUID) -> Any:
+        """An import's state and progress (``processed_rows`` of ``total_rows``)."""
+        return imports.get_import(db_session(), import_id)
+
+
+@imports_blp.route("/<uuid:import_id>/commit")
+class ImportCommit(MethodView):
+    @imports_blp.auth(WRITERS)
+    @imports_blp.arguments(schemas.ImportCommitSchema)
+    @imports_blp.response(200, schemas.ImportOutSchema)
+    @imports_blp.alt_response(409, response="CONFLICT")
+    def post(self, data: dict[str, Any], import_id: uuid.UUID) -> Any:
+        """Write the import: ``all_or_nothing`` (refused while any row is invalid) or
+        ``valid_only``. Large files are queued for a worker: watch ``status``."""
+        return imports.commit_import(
+            db_session(),
+            import_id,
+            mode=data["mode"],
+            background=data["background"],
+            actor=_actor(),
+            enqueue=tasks.run_import.delay,
+        )
+
+
+@imports_blp.route("/<uuid:import_id>/errors.csv")
+class ImportErrors(MethodView):
+    @imports_blp.auth(WRITERS)
+    @imports_blp.doc(responses={"200": {"content": {"text/csv": {}}}})
+    def get(self, import_id: uuid.UUID) -> Any:
+        """The invalid rows as CSV, with line numbers and messages, to fix and upload again."""
+        text = imports.error_report(db_session(), import_id)
+        return _download(text, "text/csv", "import-fehler.csv")
+
+
+def organisation_filter(args: dict[str, Any]) -> organisations.OrganisationFilter:
+    return organisations.OrganisationFilter(
+        kind=args.get("kind", ()),
+        district=args.get("district", ()),
+        status=args.get("status", ()),
+        needs=args.get("needs", ()),
+        tags=args.get("tags", ()),
+        archived=args["archived"],
+        sort=args["sort"] or "name",
+    )
+
+
+BLUEPRINTS = (
+    auth_blp,
+    users_blp,
+    register_blp,
+    vocab_blp,
+    search_blp,
+    exports_blp,
+    imports_blp,
+)
 RATE_LIMITS = {auth_blp: "20 per minute"}  # against password guessing

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
 import marshmallow as ma
 from marshmallow import validate
 
+from shared.api import PageArgs, page_schema
 from shared.auth import STAFF_ROLES
+
+from .models import (
+    ORGANISATION_KINDS,
+    ORGANISATION_STATUSES,
+    PREMISES_STATUSES,
+    PREMISES_USES,
+    ROLES,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 class TokenRequestSchema(ma.Schema):
@@ -44,3 +60,417 @@ class UserOutSchema(ma.Schema):
     is_active = ma.fields.Boolean()
     created_at = ma.fields.DateTime()
     last_login_at = ma.fields.DateTime(allow_none=True)
+
+
+# The register.
+
+POSTCODE = validate.Regexp(r"^\d{5}$", error="A German postcode has five digits.")
+
+
+def _one_of(values: tuple[str, ...]) -> validate.OneOf:
+    return validate.OneOf(values, error="Must be one of: {choices}.")
+
+
+def _text(max_length: int, **kwargs: Any) -> ma.fields.String:
+    return ma.fields.String(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
+
+
+def _name(max_length: int = 300, **kwargs: Any) -> ma.fields.String:
+    return ma.fields.String(
+        validate=[
+            validate.Length(min=1, max=max_length),
+            validate.Regexp(r"\S", error="Must not be empty."),
+        ],
+        **kwargs,
+    )
+
+
+class BerlinDateTime(ma.fields.DateTime):
+    """Stored in UTC, shown in Europe/Berlin (ISO 8601 with offset)."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(value, datetime):
+            value = value.astimezone(BERLIN)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+class OrganisationInSchema(ma.Schema):
+    kind = ma.fields.String(required=True, validate=_one_of(ORGANISATION_KINDS))
+    name = _name(required=True)
+    legal_form = _text(60)
+    sector = _text(200)
+    wz_code = ma.fields.String(
+        allow_none=True,
+        validate=validate.Regexp(
+            r"^\d{2}(\.\d{1,2}(\.\d{1,2})?)?$", error="A WZ 2008 code, e.g. 47.11."
+        ),
+    )
+    street = _text(200)
+    house_number = _text(20)
+    postcode = ma.fields.String(allow_none=True, validate=POSTCODE)
+    city = _text(120)
+    district = _text(120, metadata={"description": "A district name from GET /districts"})
+    latitude = ma.fields.Float(allow_none=True, validate=validate.Range(min=-90, max=90))
+    longitude = ma.fields.Float(allow_none=True, validate=validate.Range(min=-180, max=180))
+    website = ma.fields.URL(
+        allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500)
+    )
+    email = ma.fields.Email(allow_none=True, validate=validate.Length(max=254))
+    phone = ma.fields.String(
+        allow_none=True,
+        validate=validate.Regexp(r"^[+0-9 ()/\-.]{3,60}$", error="Not a phone number."),
+    )
+    employees = ma.fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10_000_000))
+    status = ma.fields.String(validate=_one_of(ORGANISATION_STATUSES))
+    needs = ma.fields.List(ma.fields.String(), metadata={"description": "Need keys"})
+    tags = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=80)))
+    notes = ma.fields.String(allow_none=True, validate=validate.Length(max=20000))
+
+
+class Partial(ma.Schema):
+    """For PATCH: every field optional."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(*args, **kwargs)
+
+
+class OrganisationPatchSchema(Partial, OrganisationInSchema):
+    version = ma.fields.Integer(
+        metadata={"description": "The version you changed; 409 if it changed meanwhile"}
+    )
+
+
+class RoleOutSchema(ma.Schema):
+    person_id = ma.fields.UUID()
+    organisation_id = ma.fields.UUID()
+    organisation_name = ma.fields.Function(lambda role: role.organisation.name)
+    person_name = ma.fields.Function(
+        lambda role: f"{role.person.first_name} {role.person.last_name}".strip()
+    )
+    role = ma.fields.String()
+
+
+class OrganisationOutSchema(ma.Schema):
+    id = ma.fields.UUID()
+    kind = ma.fields.String()
+    name = ma.fields.String()
+    legal_form = ma.fields.String(allow_none=True)
+    sector = ma.fields.String(allow_none=True)
+    wz_code = ma.fields.String(allow_none=True)
+    street = ma.fields.String(allow_none=True)
+    house_number = ma.fields.String(allow_none=True)
+    postcode = ma.fields.String(allow_none=True)
+    city = ma.fields.String(allow_none=True)
+    district = ma.fields.Function(lambda org: org.district.name if org.district else None)
+    latitude = ma.fields.Float(allow_none=True)
+    longitude = ma.fields.Float(allow_none=True)
+    website = ma.fields.String(allow_none=True)
+    email = ma.fields.String(allow_none=True)
+    phone = ma.fields.String(allow_none=True)
+    employees = ma.fields.Integer(allow_none=True)
+    status = ma.fields.String()
+    needs = ma.fields.Function(lambda org: [need.key for need in org.needs])
+    tags = ma.fields.List(ma.fields.String())
+    notes = ma.fields.String()
+    people = ma.fields.List(ma.fields.Nested(RoleOutSchema), attribute="roles")
+    archived = ma.fields.Boolean()
+    version = ma.fields.Integer()
+    created_at = BerlinDateTime()
+    updated_at = BerlinDateTime()
+
+
+class ListArgs(PageArgs):
+    sort = ma.fields.String(load_default=None)
+    archived = ma.fields.Boolean(
+        load_default=False, metadata={"description": "List archived records instead"}
+    )
+
+
+class OrganisationQueryArgs(ListArgs):
+    kind = ma.fields.List(ma.fields.String(validate=_one_of(ORGANISATION_KINDS)))
+    district = ma.fields.List(ma.fields.String())
+    status = ma.fields.List(ma.fields.String(validate=_one_of(ORGANISATION_STATUSES)))
+    needs = ma.fields.List(ma.fields.String(), metadata={"description": "Any of these needs"})
+    tags = ma.fields.List(ma.fields.String(), metadata={"description": "All of these tags"})
+
+
+class RoleInSchema(ma.Schema):
+    organisation_id = ma.fields.UUID(required=True)
+    role = ma.fields.String(required=True, validate=_one_of(ROLES))
+
+
+class PersonInSchema(ma.Schema):
+    first_name = _text(120, load_default="")
+    last_name = _text(120, load_default="")
+    email = ma.fields.Email(allow_none=True, validate=validate.Length(max=254))
+    phone = ma.fields.String(
+        allow_none=True,
+        validate=validate.Regexp(r"^[+0-9 ()/\-.]{3,60}$", error="Not a phone number."),
+    )
+    notes = ma.fields.String(allow_none=True, validate=validate.Length(max=20000))
+    roles = ma.fields.List(ma.fields.Nested(RoleInSchema))
+
+    @ma.validates_schema
+    def _has_a_name(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if ("first_name" in data or "last_name" in data) and not (
+            (data.get("first_name") or "").strip() or (data.get("last_name") or "").strip()
+        ):
+            raise ma.ValidationError("A person needs a first or a last name.", "last_name")
+
+
+class PersonPatchSchema(Partial, PersonInSchema):
+    first_name = _text(120)
+    last_name = _text(120)
+
+
+class PersonOutSchema(ma.Schema):
+    id = ma.fields.UUID()
+    first_name = ma.fields.String()
+    last_name = ma.fields.String()
+    email = ma.fields.String(allow_none=True)
+    phone = ma.fields.String(allow_none=True)
+    notes = ma.fields.String()
+    roles = ma.fields.List(ma.fields.Nested(RoleOutSchema))
+    archived = ma.fields.Boolean()
+    version = ma.fields.Integer()
+    created_at = BerlinDateTime()
+    updated_at = BerlinDateTime()
+
+
+class PersonQueryArgs(ListArgs):
+    organisation_id = ma.fields.UUID()
+    role = ma.fields.List(ma.fields.String(validate=_one_of(ROLES)))
+    email = ma.fields.String()
+
+
+class PeopleExportArgs(ma.Schema):
+    organisation_id = ma.fields.UUID()
+
+
+class PremisesInSchema(ma.Schema):
+    street = _name(200, required=True)
+    house_number = _text(20)
+    postcode = ma.fields.String(allow_none=True, validate=POSTCODE)
+    city = _text(120)
+    district = _text(120)
+    floor_area = ma.fields.Decimal(
+        required=True,
+        places=2,
+        as_string=True,
+        validate=validate.Range(min=0, max=10_000_000, min_inclusive=False),
+    )
+    use = ma.fields.String(required=True, validate=_one_of(PREMISES_USES))
+    owner_id = ma.fields.UUID(required=True)
+    tenant_id = ma.fields.UUID(allow_none=True)
+    status = ma.fields.String(validate=_one_of(PREMISES_STATUSES))
+    rent_per_m2 = ma.fields.Decimal(
+        allow_none=True, places=2, as_string=True, validate=validate.Range(min=0, max=100_000)
+    )
+    available_from = ma.fields.Date(allow_none=True)
+    notes = ma.fields.String(allow_none=True, validate=validate.Length(max=20000))
+
+
+class PremisesPatchSchema(Partial, PremisesInSchema):
+    pass
+
+
+class PremisesOutSchema(ma.Schema):
+    id = ma.fields.UUID()
+    street = ma.fields.String()
+    house_number = ma.fields.String(allow_none=True)
+    postcode = ma.fields.String(allow_none=True)
+    city = ma.fields.String(allow_none=True)
+    district = ma.fields.Function(lambda p: p.district.name if p.district else None)
+    floor_area = ma.fields.Decimal(as_string=True)
+    use = ma.fields.String()
+    owner_id = ma.fields.UUID()
+    owner_name = ma.fields.Function(lambda p: p.owner.name)
+    tenant_id = ma.fields.UUID(allow_none=True)
+    tenant_name = ma.fields.Function(lambda p: p.tenant.name if p.tenant else None)
+    status = ma.fields.String()
+    rent_per_m2 = ma.fields.Decimal(as_string=True, allow_none=True)
+    available_from = ma.fields.Date(allow_none=True)
+    notes = ma.fields.String()
+    archived = ma.fields.Boolean()
+    version = ma.fields.Integer()
+    created_at = BerlinDateTime()
+    updated_at = BerlinDateTime()
+
+
+class PremisesQueryArgs(ListArgs):
+    status = ma.fields.List(ma.fields.String(validate=_one_of(PREMISES_STATUSES)))
+    district = ma.fields.List(ma.fields.String())
+    use = ma.fields.List(ma.fields.String(validate=_one_of(PREMISES_USES)))
+    min_area = ma.fields.Decimal(validate=validate.Range(min=0))
+    max_area = ma.fields.Decimal(validate=validate.Range(min=0))
+    owner_id = ma.fields.UUID()
+
+
+class ArchiveSchema(ma.Schema):
+    archived = ma.fields.Boolean(required=True)
+
+
+class ChangeOutSchema(ma.Schema):
+    id = ma.fields.Integer()
+    entity_id = ma.fields.String(metadata={"description": "Differs for a merged record's past"})
+    at = BerlinDateTime()
+    actor = ma.fields.String()
+    action = ma.fields.String()
+    changed = ma.fields.Function(
+        lambda c: sorted((c.after or c.before or {}).keys()) if c.action != "created" else []
+    )
+    before = ma.fields.Dict(allow_none=True)
+    after = ma.fields.Dict(allow_none=True)
+
+
+class DistrictInSchema(ma.Schema):
+    name = _name(120, required=True)
+
+
+class DistrictPatchSchema(ma.Schema):
+    name = _name(120)
+    active = ma.fields.Boolean()
+
+
+class DistrictOutSchema(ma.Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    active = ma.fields.Boolean()
+
+
+class NeedInSchema(ma.Schema):
+    label = _name(120, required=True)
+    key = ma.fields.String(validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,79}$"))
+
+
+class NeedPatchSchema(ma.Schema):
+    label = _name(120)
+    active = ma.fields.Boolean()
+
+
+class NeedOutSchema(ma.Schema):
+    key = ma.fields.String()
+    label = ma.fields.String()
+    active = ma.fields.Boolean()
+
+
+class SearchArgs(ma.Schema):
+    q = ma.fields.String(required=True, validate=validate.Length(min=1, max=200))
+    limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    archived = ma.fields.Boolean(load_default=False, metadata={"description": "Include archived"})
+
+
+class HitSchema(ma.Schema):
+    type = ma.fields.String(metadata={"description": "organisation or person"})
+    id = ma.fields.UUID()
+    label = ma.fields.String()
+    detail = ma.fields.String()
+    rank = ma.fields.Float()
+
+
+class SearchResultSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(HitSchema))
+
+
+class OrganisationBriefSchema(ma.Schema):
+    id = ma.fields.UUID()
+    name = ma.fields.String()
+    legal_form = ma.fields.String(allow_none=True)
+    street = ma.fields.String(allow_none=True)
+    house_number = ma.fields.String(allow_none=True)
+    postcode = ma.fields.String(allow_none=True)
+    email = ma.fields.String(allow_none=True)
+    phone = ma.fields.String(allow_none=True)
+
+
+class DuplicateSchema(ma.Schema):
+    first = ma.fields.Nested(OrganisationBriefSchema)
+    second = ma.fields.Nested(OrganisationBriefSchema)
+    reasons = ma.fields.List(ma.fields.String(), metadata={"description": "name, email, phone"})
+
+
+class DuplicateArgs(ma.Schema):
+    limit = ma.fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    organisation_id = ma.fields.UUID(metadata={"description": "Only pairs with this one"})
+
+
+class MergeSchema(ma.Schema):
+    other_id = ma.fields.UUID(
+        required=True, metadata={"description": "Folded into this one, then archived"}
+    )
+
+
+OrganisationPageSchema = page_schema(OrganisationOutSchema)
+PersonPageSchema = page_schema(PersonOutSchema)
+PremisesPageSchema = page_schema(PremisesOutSchema)
+
+
+class UploadFileSchema(ma.Schema):
+    file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class UploadFormSchema(ma.Schema):
+    # Read from the files part (UploadFileSchema); named here so that the OpenAPI document
+    # shows one multipart body with both fields.
+    file = ma.fields.Raw(metadata={"type": "string", "format": "binary"})
+    mapping = ma.fields.String(
+        metadata={
+            "description": 'JSON: CSV header -> field (or null to ignore), e.g. {"Kunde": "name"}'
+        }
+    )
+
+    @ma.post_load
+    def _parse_mapping(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        text = data.get("mapping")
+        if not text:
+            data["mapping"] = {}
+            return data
+        try:
+            mapping = json.loads(text)
+        except ValueError as exc:
+            raise ma.ValidationError("Not valid JSON.", "mapping") from exc
+        if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mapping.items()
+        ):
+            raise ma.ValidationError("An object of header -> field name or null.", "mapping")
+        data["mapping"] = mapping
+        return data
+
+
+class ImportCommitSchema(ma.Schema):
+    mode = ma.fields.String(required=True, validate=_one_of(("all_or_nothing", "valid_only")))
+    background = ma.fields.Boolean(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Run in a worker; by default only large files do"},
+    )
+
+
+class ImportOutSchema(ma.Schema):
+    id = ma.fields.UUID()
+    status = ma.fields.String(
+        metadata={"description": "previewed, queued, running, committed or failed"}
+    )
+    filename = ma.fields.String()
+    encoding = ma.fields.String()
+    delimiter = ma.fields.String()
+    mapping = ma.fields.Dict()
+    mode = ma.fields.String(allow_none=True)
+    total_rows = ma.fields.Integer()
+    valid_rows = ma.fields.Integer()
+    invalid_rows = ma.fields.Function(lambda i: len(i.errors))
+    processed_rows = ma.fields.Integer()
+    created_count = ma.fields.Integer(
+        metadata={"description": "Created, or while previewed: would be created"}
+    )
+    updated_count = ma.fields.Integer(
+        metadata={"description": "Matched existing records (updated where different)"}
+    )
+    skipped_count = ma.fields.Integer()
+    errors = ma.fields.Function(
+        lambda i: i.errors[:100], metadata={"description": "The first 100 row errors"}
+    )
+    created_by = ma.fields.String()
+    created_at = BerlinDateTime()
+    finished_at = BerlinDateTime(allow_none=True)

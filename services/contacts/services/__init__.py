@@ -15,7 +15,7 @@ from shared.auth import STAFF_ROLES, hash_password, issue_token, needs_rehash, v
 from shared.db import utcnow
 from shared.errors import Conflict, Invalid, NotFound
 
-from .models import User
+from ..models import User
 
 MIN_PASSWORD_LENGTH = 12
 

@@ -1,0 +1,244 @@
+"""Reading contact CSV files as people export them (Outlook in German or English, Excel,
+our own export) and writing ours so that it reads back the same."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import Invalid
+
+from .normalise import strip_accents
+
+# Our own export's columns, in order; list values are joined with LIST_SEPARATOR.
+EXPORT_COLUMNS = (
+    "id",
+    "kind",
+    "name",
+    "legal_form",
+    "sector",
+    "wz_code",
+    "street",
+    "house_number",
+    "postcode",
+    "city",
+    "district",
+    "latitude",
+    "longitude",
+    "website",
+    "email",
+    "phone",
+    "employees",
+    "status",
+    "needs",
+    "tags",
+    "notes",
+)
+PERSON_FIELDS = ("first_name", "last_name", "person_phone", "job_title")
+FIELDS = frozenset(EXPORT_COLUMNS) | frozenset(PERSON_FIELDS)
+LIST_FIELDS = ("needs", "tags")
+LIST_SEPARATOR = ";"
+
+# Column headers we understand, folded (see _fold): Outlook's contact export in German and
+# English, common German spreadsheet headers, and our own field names.
+HEADER_ALIASES: dict[str, str] = {
+    # Outlook, German
+    "firma": "name",
+    "vorname": "first_name",
+    "nachname": "last_name",
+    "emailadresse": "email",
+    "telefongeschaftlich": "phone",
+    "strassegeschaftlich": "street",
+    "postleitzahlgeschaftlich": "postcode",
+    "ortgeschaftlich": "city",
+    "webseite": "website",
+    "notizen": "notes",
+    "kategorien": "tags",
+    "mobiltelefon": "person_phone",
+    "position": "job_title",
+    # Outlook, English
+    "company": "name",
+    "firstname": "first_name",
+    "lastname": "last_name",
+    "emailaddress": "email",
+    "businessphone": "phone",
+    "businessstreet": "street",
+    "businesspostalcode": "postcode",
+    "businesscity": "city",
+    "webpage": "website",
+    "notes": "notes",
+    "categories": "tags",
+    "mobilephone": "person_phone",
+    "jobtitle": "job_title",
+    # German spreadsheets
+    "name": "name",
+    "unternehmen": "name",
+    "betrieb": "name",
+    "art": "kind",
+    "rechtsform": "legal_form",
+    "branche": "sector",
+    "wzcode": "wz_code",
+    "strasse": "street",
+    "str": "street",
+    "hausnummer": "house_number",
+    "hausnr": "house_number",
+    "plz": "postcode",
+    "postleitzahl": "postcode",
+    "ort": "city",
+    "stadt": "city",
+    "stadtteil": "district",
+    "email": "email",
+    "telefon": "phone",
+    "website": "website",
+    "internet": "website",
+    "mitarbeiter": "employees",
+    "beschaftigte": "employees",
+    "bedarfe": "needs",
+    "schlagworter": "tags",
+    "tags": "tags",
+}
+HEADER_ALIASES.update({column.replace("_", ""): column for column in EXPORT_COLUMNS})
+HEADER_ALIASES.update({field.replace("_", ""): field for field in PERSON_FIELDS})
+
+_HOUSE_NUMBER = re.compile(
+    r"^(?P<street>.*?\D)\s*(?P<number>\d+\s*[a-zA-Z]?(?:\s*[-/]\s*\d+\s*[a-zA-Z]?)?)$"
+)
+
+
+def _fold(header: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", strip_accents(header.strip().lstrip("\ufeff")))
+
+
+@dataclass(frozen=True)
+class Table:
+    encoding: str
+    delimiter: str
+    headers: list[str]
+    rows: list[tuple[int, list[str]]]  # (line number in the file, cells)
+
+
+def decode(content: bytes) -> tuple[str, str]:
+    """The text and the encoding: UTF-8 with or without BOM, UTF-16 with BOM, or
+    Windows-1252 (what Excel and Outlook write on German Windows)."""
+    if b"\x00" in content and not content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise Invalid({"file": ["This is not a text (CSV) file."]})
+    candidates: tuple[str, ...]
+    if content.startswith(codecs.BOM_UTF8):
+        candidates = ("utf-8-sig",)
+    elif content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates = ("utf-16",)
+    else:
+        candidates = ("utf-8", "cp1252")
+    for encoding in candidates:
+        try:
+            return content.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise Invalid({"file": ["Unknown text encoding; save the file as UTF-8 or Windows-1252."]})
+
+
+def sniff_delimiter(text: str) -> str:
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=";,\t").delimiter
+    except csv.Error:
+        first = text.splitlines()[0] if text else ""
+        return max(";,\t", key=first.count)
+
+
+def read_table(content: bytes) -> Table:
+    """Decode and split a CSV upload; a malformed one is a 422 naming ``file``."""
+    text, encoding = decode(content)
+    if not text.strip():
+        raise Invalid({"file": ["The file is empty."]})
+    delimiter = sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        headers = [header.strip() for header in next(reader)]
+        rows: list[tuple[int, list[str]]] = []
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                rows.append((reader.line_num, cells))
+    except csv.Error as exc:
+        raise Invalid({"file": [f"Line {reader.line_num}: malformed CSV ({exc})."]}) from exc
+    if len(set(headers)) != len(headers):
+        raise Invalid({"file": ["Two columns have the same header."]})
+    return Table(encoding, delimiter, headers, rows)
+
+
+def column_mapping(headers: Sequence[str], given: Mapping[str, str | None]) -> dict[str, str]:
+    """Header -> field: what the user gave, else what we recognise; unknown ones are left out."""
+    unknown_targets = [t for t in given.values() if t is not None and t not in FIELDS]
+    if unknown_targets:
+        raise Invalid({"mapping": [f"Unknown fields: {', '.join(map(str, unknown_targets))}."]})
+    missing = [header for header in given if header not in headers]
+    if missing:
+        raise Invalid({"mapping": [f"No such columns in the file: {', '.join(missing)}."]})
+    mapping: dict[str, str] = {}
+    taken: set[str] = set()
+    for header in headers:
+        target = given[header] if header in given else HEADER_ALIASES.get(_fold(header))
+        if target is not None and target not in taken:
+            mapping[header] = target
+            taken.add(target)
+    if "name" not in taken and not {"first_name", "last_name"} & taken:
+        raise Invalid(
+            {"mapping": ["No column for the name (e.g. Firma, Company or name); map one."]}
+        )
+    return mapping
+
+
+def row_values(
+    headers: Sequence[str], cells: Sequence[str], mapping: Mapping[str, str]
+) -> dict[str, Any]:
+    """The fields of one row: empty cells left out, lists split, house number split off."""
+    values: dict[str, Any] = {}
+    for header, cell in zip(headers, cells, strict=False):
+        field = mapping.get(header)
+        value = cell.strip()
+        if field is None or not value:
+            continue
+        if field in LIST_FIELDS:
+            values[field] = [item.strip() for item in re.split(r"[;,]", value) if item.strip()]
+        else:
+            values[field] = value
+    street = values.get("street")
+    if street and "house_number" not in values:
+        street = street.splitlines()[0].strip()
+        match = _HOUSE_NUMBER.match(street)
+        if match:
+            values["street"], values["house_number"] = (
+                match["street"].strip().rstrip(","),
+                match["number"],
+            )
+        else:
+            values["street"] = street
+    return values
+
+
+def raw_row(headers: Sequence[str], cells: Sequence[str]) -> dict[str, str]:
+    return {header: cell for header, cell in zip(headers, cells, strict=False)}
+
+
+def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """CSV as German Excel opens it: UTF-8 with BOM, semicolons, CRLF."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.DictWriter(out, fieldnames=list(columns), delimiter=";", lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(row.get(key)) for key in columns})
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return f"{LIST_SEPARATOR} ".join(str(item) for item in value)
+    return str(value)

@@ -1,0 +1,178 @@
+"""Folding of German text for search and for matching records, written by the application
+because the database has no unaccent: `Müller`, `Mueller` and `Muller` meet, as do
+`Groß` and `gross`, and `Str.` and `Straße`."""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable
+
+_TRANSLITERATION = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss"})
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+# "Str." at the end of a word or alone: the usual abbreviation of "Straße".
+_STREET_ABBREVIATION_SUFFIX = re.compile(r"(str)\.", re.IGNORECASE)
+_DE_TRANSLITERATION = re.compile(r"(ae|oe|ue)")
+STREET_WORD = "strasse"
+
+LEGAL_FORMS = (
+    "gmbh & co. kg",
+    "gmbh & co kg",
+    "ggmbh",
+    "gmbh",
+    "ug (haftungsbeschränkt)",
+    "ug (haftungsbeschraenkt)",
+    "ug",
+    "e.k.",
+    "e. k.",
+    "ek",
+    "e.kfr.",
+    "e.kfm.",
+    "e.v.",
+    "e. v.",
+    "ev",
+    "eg",
+    "ohg",
+    "kg",
+    "ag",
+    "gbr",
+    "mbh",
+    "partg",
+    "inh.",
+)
+_LEGAL_FORM = re.compile(
+    r"(?:^|\s|,)(" + "|".join(re.escape(form) for form in LEGAL_FORMS) + r")(?=\s|$|,)",
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=65536)
+def strip_accents(text: str) -> str:
+    """``Müller`` -> ``muller``, ``Groß`` -> ``gross``, ``Café`` -> ``cafe`` (lower case)."""
+    text = text.lower().replace("ß", "ss").replace("ẞ", "ss")
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+@functools.lru_cache(maxsize=65536)
+def transliterate(text: str) -> str:
+    """``Müller`` -> ``mueller`` (lower case), then any other accents stripped."""
+    return strip_accents(text.lower().translate(_TRANSLITERATION))
+
+
+def expand_street(text: str) -> str:
+    """``Hauptstr. 5`` -> ``Hauptstrasse 5``; ``Lange Str.`` -> ``Lange strasse``."""
+    text = _STREET_ABBREVIATION_SUFFIX.sub(STREET_WORD, text)
+    return re.sub(r"\bstr\b", STREET_WORD, text, flags=re.IGNORECASE)
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def variants(token: str) -> frozenset[str]:
+    """The spellings a folded token may have: ü as u and as ue, and ue written for ü."""
+    folded = strip_accents(token)
+    translit = transliterate(token)
+    found = {folded, translit, _DE_TRANSLITERATION.sub(lambda m: m.group(1)[0], translit)}
+    return frozenset(value for value in found if value)
+
+
+def index_terms(*texts: str | None) -> list[str]:
+    """Every spelling of every word of the texts, for a ``simple`` tsvector.
+
+    Street names also give their stem (``hauptstrasse`` -> ``haupt``) so that
+    ``haupt str`` finds ``Hauptstraße``.
+    """
+    seen: dict[str, None] = {}
+    for text in texts:
+        if not text:
+            continue
+        for token in tokens(expand_street(text)):
+            for value in variants(token):
+                seen[value] = None
+                if value.endswith(STREET_WORD) and len(value) > len(STREET_WORD):
+                    seen[value.removesuffix(STREET_WORD)] = None
+                    seen[STREET_WORD] = None
+    return list(seen)
+
+
+def index_text(*texts: str | None) -> str:
+    return " ".join(index_terms(*texts))
+
+
+def tsvector(*parts: tuple[list[str], str]) -> str:
+    """A ``tsvector`` in PostgreSQL's input syntax from (terms, weight) pairs, as
+    ``to_tsvector('simple', ...)`` with ``setweight`` would build it; a term keeps the
+    weight of its first part. Terms are letters and digits only, so need no escaping."""
+    seen: dict[str, str] = {}
+    for terms, weight in parts:
+        for term in terms:
+            seen.setdefault(term, weight)
+    return " ".join(
+        f"'{term}':{position}{weight}" for position, (term, weight) in enumerate(seen.items(), 1)
+    )
+
+
+def query_terms(query: str) -> list[set[str]]:
+    """For each word the user typed, the spellings to look for (each a prefix)."""
+    result: list[set[str]] = []
+    for raw in tokens(query):
+        options = set(variants(raw))
+        expanded = tokens(expand_street(raw + ("." if raw.lower().endswith("str") else "")))
+        for token in expanded:
+            options |= variants(token)
+        result.append(options)
+    return result
+
+
+def tsquery(query: str) -> str | None:
+    """A ``tsquery`` in PostgreSQL's input syntax: every word must match one of its
+    spellings as a prefix. Written as the tsvector is (not parsed again by PostgreSQL, which
+    would split e.g. ``1e5abc``); terms are letters and digits, so need no escaping."""
+    groups = query_terms(query)
+    if not groups:
+        return None
+    return " & ".join(
+        "(" + " | ".join(f"'{term}':*" for term in sorted(group)) + ")" for group in groups
+    )
+
+
+def match_name(name: str, legal_form: str | None = None) -> str:
+    """A name for finding the same organisation twice: folded, without its legal form."""
+    text = _LEGAL_FORM.sub(" ", f" {name} ")
+    if legal_form:
+        text = text.replace(legal_form, " ")
+    return " ".join(transliterate(token) for token in tokens(text))
+
+
+def match_address(street: str | None, house_number: str | None, postcode: str | None = None) -> str:
+    text = expand_street(f"{street or ''} {house_number or ''}")
+    joined = " ".join(transliterate(token) for token in tokens(text))
+    return f"{joined} {postcode}".strip() if joined and postcode else joined
+
+
+def match_phone(phone: str | None) -> str | None:
+    """Digits only, with a German trunk prefix for +49/0049: ``+49 381 123`` -> ``0381123``."""
+    if not phone:
+        return None
+    digits = re.sub(r"\D", "", phone)
+    if phone.strip().startswith("+49"):
+        digits = "0" + digits[2:]
+    elif digits.startswith("0049"):
+        digits = "0" + digits[4:]
+    return digits or None
+
+
+def fold_email(email: str | None) -> str | None:
+    return email.strip().lower() if email and email.strip() else None
+
+
+def slug(text: str) -> str:
+    return "-".join(tokens(transliterate(text)))
+
+
+def unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(value for value in values if value))

@@ -1,0 +1,103 @@
+"""One search over organisations (names, streets, sector, tags, people) and people, as a
+German user types it; folded by the application, matched by PostgreSQL full-text search."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    union,
+    union_all,
+)
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.orm import Session
+
+from ..models import Organisation, Person
+from ..normalise import tsquery
+
+
+@dataclass(frozen=True)
+class Hit:
+    type: str
+    id: uuid.UUID
+    label: str
+    detail: str
+    rank: float
+
+
+# A broad prefix ("m", "gross klein") can match much of the register; ranking every match
+# would cost as much as a scan. So at most this many matches are ranked: first those in
+# names, then the others. Typing one more letter narrows the matches as usual.
+CANDIDATES = 100
+
+
+def search(
+    session: Session, query: str, *, limit: int = 20, include_archived: bool = False
+) -> list[Hit]:
+    text = tsquery(query)
+    if text is None:
+        return []
+    # PostgreSQL cannot estimate how many rows a prefix query matches and, with a LIMIT,
+    # prefers scanning the table; the GIN indexes are the right way for every query here.
+    session.execute(sql_text("SET LOCAL enable_seqscan = off"))
+    rows = session.execute(_statement(include_archived), {"q": text, "limit": limit})
+    return [Hit(row.type, row.id, row.label, row.detail, round(row.rank, 6)) for row in rows]
+
+
+@functools.cache
+def _statement(include_archived: bool) -> Select[Any]:
+    """Built once; the query text and the limit are parameters."""
+    ts = bindparam("q", type_=String).cast(TSQUERY)
+    limit = bindparam("limit", type_=Integer)
+    live = [Organisation.archived.is_(False)] if not include_archived else []
+    candidates = union(
+        *(
+            select(Organisation.id).where(vector.op("@@")(ts), *live).limit(CANDIDATES)
+            for vector in (Organisation.name_vector, Organisation.search_vector)
+        )
+    ).subquery()
+    org_rank = func.ts_rank(Organisation.search_vector, ts)
+    orgs = select(
+        literal("organisation").label("type"),
+        Organisation.id.label("id"),
+        Organisation.name.label("label"),
+        func.concat_ws(
+            ", ",
+            func.nullif(func.concat_ws(" ", Organisation.street, Organisation.house_number), ""),
+            func.nullif(func.concat_ws(" ", Organisation.postcode, Organisation.city), ""),
+        ).label("detail"),
+        cast(org_rank, Float).label("rank"),
+    ).where(Organisation.id.in_(select(candidates.c.id)))
+    person_rank = func.ts_rank(Person.search_vector, ts)
+    people = select(
+        literal("person").label("type"),
+        Person.id.label("id"),
+        func.concat_ws(" ", Person.first_name, Person.last_name).label("label"),
+        cast(func.coalesce(Person.email, ""), String).label("detail"),
+        cast(person_rank, Float).label("rank"),
+    ).where(
+        Person.id.in_(
+            select(Person.id)
+            .where(Person.search_vector.op("@@")(ts))
+            .where(*([Person.archived.is_(False)] if not include_archived else []))
+            .limit(CANDIDATES)
+        )
+    )
+    combined = union_all(
+        orgs.order_by(org_rank.desc()).limit(limit),
+        people.order_by(person_rank.desc()).limit(limit),
+    ).subquery()
+    return select(combined).order_by(combined.c.rank.desc(), combined.c.label).limit(limit)

@@ -1,0 +1,194 @@
+"""The maintained lists: districts and needs (Bedarfe)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.errors import Conflict, Invalid, NotFound
+from shared.events import record_event
+
+from ..models import District, Need, OutboxEvent
+from ..normalise import slug
+from .history import diff, record_change
+
+
+def list_districts(session: Session, *, include_inactive: bool = True) -> list[District]:
+    query = select(District).order_by(District.name)
+    if not include_inactive:
+        query = query.where(District.active.is_(True))
+    return list(session.scalars(query))
+
+
+def get_district(session: Session, district_id: int) -> District:
+    district = session.get(District, district_id)
+    if district is None:
+        raise NotFound("No such district.")
+    return district
+
+
+def district_by_name(
+    session: Session, name: str | None, field: str = "district"
+) -> District | None:
+    if name is None or not name.strip():
+        return None
+    district = session.scalar(select(District).where(District.name == name.strip()))
+    if district is None:
+        raise Invalid({field: [f"Unknown district {name!r}; see GET /api/v1/districts."]})
+    return district
+
+
+def create_district(session: Session, *, name: str, actor: str) -> District:
+    name = name.strip()
+    if not name:
+        raise Invalid({"name": ["Must not be empty."]})
+    if session.scalar(select(District.id).where(District.name == name)) is not None:
+        raise Conflict("A district with this name exists already.")
+    district = District(name=name, active=True)
+    session.add(district)
+    session.flush()
+    record_change(
+        session,
+        entity_type="district",
+        entity_id=district.id,
+        actor=actor,
+        action="created",
+        before=None,
+        after={"name": name, "active": True},
+    )
+    session.commit()
+    return district
+
+
+def update_district(
+    session: Session,
+    district_id: int,
+    *,
+    actor: str,
+    name: str | None = None,
+    active: bool | None = None,
+) -> District:
+    district = get_district(session, district_id)
+    before = {"name": district.name, "active": district.active}
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise Invalid({"name": ["Must not be empty."]})
+        clash = session.scalar(
+            select(District.id).where(District.name == name, District.id != district_id)
+        )
+        if clash is not None:
+            raise Conflict("A district with this name exists already.")
+        district.name = name
+    if active is not None:
+        district.active = active
+    old, new = diff(before, {"name": district.name, "active": district.active})
+    if new:
+        record_change(
+            session,
+            entity_type="district",
+            entity_id=district.id,
+            actor=actor,
+            action="updated",
+            before=old,
+            after=new,
+        )
+    session.commit()
+    return district
+
+
+def need_data(need: Need) -> dict[str, Any]:
+    return {"key": need.key, "label": need.label, "active": need.active}
+
+
+def list_needs(session: Session) -> list[Need]:
+    return list(session.scalars(select(Need).order_by(Need.label)))
+
+
+def get_need(session: Session, key: str) -> Need:
+    need = session.get(Need, key)
+    if need is None:
+        raise NotFound("No such need.")
+    return need
+
+
+def needs_by_key(session: Session, keys: Iterable[str], field: str = "needs") -> list[Need]:
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return []
+    found = {need.key: need for need in session.scalars(select(Need).where(Need.key.in_(wanted)))}
+    unknown = [key for key in wanted if key not in found]
+    if unknown:
+        raise Invalid({field: [f"Unknown needs: {', '.join(unknown)}; see GET /api/v1/needs."]})
+    return [found[key] for key in wanted]
+
+
+def _publish_need(session: Session, need: Need, verb: str) -> None:
+    record_event(
+        session,
+        OutboxEvent,
+        type=f"contacts.need.{verb}",
+        aggregate_id=need.key,
+        version=need.version,
+        data=need_data(need),
+    )
+
+
+def create_need(session: Session, *, label: str, actor: str, key: str | None = None) -> Need:
+    label = label.strip()
+    if not label:
+        raise Invalid({"label": ["Must not be empty."]})
+    key = slug(key or label)
+    if not key:
+        raise Invalid({"key": ["Must contain letters or digits."]})
+    if session.scalar(select(Need.key).where((Need.key == key) | (Need.label == label))):
+        raise Conflict("A need with this key or label exists already.")
+    need = Need(key=key, label=label, active=True, version=1)
+    session.add(need)
+    session.flush()
+    record_change(
+        session,
+        entity_type="need",
+        entity_id=key,
+        actor=actor,
+        action="created",
+        before=None,
+        after=need_data(need),
+    )
+    _publish_need(session, need, "created")
+    session.commit()
+    return need
+
+
+def update_need(
+    session: Session, key: str, *, actor: str, label: str | None = None, active: bool | None = None
+) -> Need:
+    need = get_need(session, key)
+    before = need_data(need)
+    if label is not None:
+        label = label.strip()
+        if not label:
+            raise Invalid({"label": ["Must not be empty."]})
+        if session.scalar(select(Need.key).where(Need.label == label, Need.key != key)):
+            raise Conflict("A need with this label exists already.")
+        need.label = label
+    if active is not None:
+        need.active = active
+    old, new = diff(before, need_data(need))
+    if new:
+        need.version += 1
+        record_change(
+            session,
+            entity_type="need",
+            entity_id=key,
+            actor=actor,
+            action="updated",
+            before=old,
+            after=new,
+        )
+        _publish_need(session, need, "updated")
+    session.commit()
+    return need

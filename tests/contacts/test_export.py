@@ -1,0 +1,165 @@
+"""Exports: the CSV of a filtered list imports back cleanly; vCards 4.0 are strict."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import vobject
+from flask.testing import FlaskClient
+
+from .conftest import Maker, suffix
+from .test_import import _commit, _tagged, _upload
+
+
+def _strict_vcard_lines(text: str) -> None:
+    """What strict parsers insist on (RFC 6350 3.2): CRLF, lines of at most 75 octets,
+    folded with a leading space, VERSION right after BEGIN."""
+    assert text.endswith("\r\n")
+    assert "\n" not in text.replace("\r\n", "")
+    lines = text.split("\r\n")[:-1]
+    assert all(len(line.encode("utf-8")) <= 75 for line in lines)
+    for index, line in enumerate(lines):
+        if line == "BEGIN:VCARD":
+            assert lines[index + 1] == "VERSION:4.0"
+
+
+def test_csv_export_of_a_filtered_list_reimports_cleanly(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    tag = f"exp{suffix()}"
+    make_org(
+        name=f"Friseur Öztürk {tag}",
+        street="Stockholmer Straße",
+        house_number="4",
+        postcode="18107",
+        city="Rostock",
+        district="Lütten Klein",
+        email=f"salon-{tag}@example.org",
+        phone="0381 7654",
+        needs=["online-marketing", "nachfolge"],
+        tags=[tag, "Handwerk"],
+        notes='Zeile eins\nZeile zwei; mit "Anführung"',
+        latitude=54.1234,
+        longitude=12.0678,
+        employees=3,
+        legal_form="e.K.",
+        sector="Friseurhandwerk",
+        wz_code="96.02",
+        website="https://oeztuerk.example",
+    )
+    make_org(name=f"Hausverwaltung Nord {tag}", kind="landlord", tags=[tag])
+    make_org(name=f"Andere {tag}", tags=["anders"])  # filtered out
+
+    export = contacts_client.get(
+        f"/api/v1/organisations/export.csv?tags={tag}&sort=name", headers=coordinator
+    )
+    assert export.status_code == 200 and export.mimetype == "text/csv"
+    content = export.get_data()
+    assert content.startswith(b"\xef\xbb\xbf")
+    text = content.decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("id;kind;name;legal_form;")
+    assert len([line for line in text.split("\r\n") if line]) == 3  # a note keeps its "\n"
+
+    # The same file back: all valid, nothing new, nothing changed.
+    again = _upload(contacts_client, coordinator, content).get_json()
+    assert (again["valid_rows"], again["invalid_rows"]) == (2, 0), again["errors"]
+    assert (again["created_count"], again["updated_count"]) == (0, 2)
+    done = _commit(contacts_client, coordinator, again["id"]).get_json()
+    assert (done["created_count"], done["updated_count"], done["skipped_count"]) == (0, 0, 2)
+
+    # As another office would import it: every field arrives unchanged.
+    other = f"exp{suffix()}"
+    copy = text.replace(tag, other).encode("utf-8-sig")
+    fresh = _upload(contacts_client, coordinator, copy, mapping={"id": None}).get_json()
+    assert fresh["created_count"] == 2, fresh
+    _commit(contacts_client, coordinator, fresh["id"])
+    originals = {
+        o["name"].replace(tag, other): o for o in _tagged(contacts_client, coordinator, tag)
+    }
+    copies = {o["name"]: o for o in _tagged(contacts_client, coordinator, other)}
+    assert originals.keys() == copies.keys()
+    ignore = {"id", "created_at", "updated_at", "people", "version"}
+    for name, original in originals.items():
+        expected: dict[str, Any] = {
+            key: (value.replace(tag, other) if isinstance(value, str) else value)
+            for key, value in original.items()
+            if key not in ignore
+        }
+        expected["tags"] = [t.replace(tag, other) for t in original["tags"]]
+        assert {k: v for k, v in copies[name].items() if k not in ignore} == expected
+
+
+def test_vcard_for_one_organisation_and_a_person(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    org = make_org(
+        name="Bäckerei Groß & Söhne; Filiale Groß Klein, am Markt, mit einem sehr langen Namen",
+        street="Gerüstbauerring",
+        house_number="12a",
+        postcode="18109",
+        city="Rostock",
+        email="baeckerei@example.org",
+        phone="+49 381 123",
+        website="https://example.org/bäckerei",
+        tags=["Frühstück"],
+        notes="Öffnungszeiten: Mo–Fr\n6–18 Uhr",
+    )
+    response = contacts_client.get(f"/api/v1/organisations/{org['id']}/vcard", headers=coordinator)
+    assert response.status_code == 200 and response.mimetype == "text/vcard"
+    text = response.get_data().decode("utf-8")
+    _strict_vcard_lines(text)
+    card = vobject.readOne(text)
+    assert card.version.value == "4.0"
+    assert card.kind.value == "org"
+    assert card.fn.value == org["name"]
+    assert card.org.value == [org["name"]]
+    assert card.adr.value.street == "Gerüstbauerring 12a"
+    assert card.note.value == "Öffnungszeiten: Mo–Fr\n6–18 Uhr"
+    assert card.uid.value == f"urn:uuid:{org['id']}"
+
+    person = contacts_client.post(
+        "/api/v1/people",
+        json={
+            "first_name": "Jürgen",
+            "last_name": "Weiß",
+            "email": "juergen@example.org",
+            "roles": [{"organisation_id": org["id"], "role": "owner"}],
+        },
+        headers=coordinator,
+    ).get_json()
+    text = contacts_client.get(
+        f"/api/v1/people/{person['id']}/vcard", headers=coordinator
+    ).get_data(as_text=True)
+    _strict_vcard_lines(text)
+    card = vobject.readOne(text)
+    assert (card.n.value.family, card.n.value.given) == ("Weiß", "Jürgen")
+    assert card.fn.value == "Jürgen Weiß"
+    assert card.title.value == "Inhaber:in"
+    listed = contacts_client.get(
+        f"/api/v1/people/export.vcf?organisation_id={org['id']}", headers=coordinator
+    ).get_data(as_text=True)
+    assert [c.fn.value for c in vobject.readComponents(io.StringIO(listed))] == ["Jürgen Weiß"]
+    assert (
+        contacts_client.get(
+            f"/api/v1/organisations/{person['id']}/vcard", headers=coordinator
+        ).status_code
+        == 404
+    )
+
+
+def test_vcards_for_a_filtered_set(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    tag = f"vcf{suffix()}"
+    names = sorted(f"Laden {n} Müritz {tag}" for n in ("Ä", "Ö", "Ü"))
+    for name in names:
+        make_org(name=name, tags=[tag], district="Schmarl")
+    make_org(name=f"Fremd {tag}", tags=[tag], district="Südstadt")
+    response = contacts_client.get(
+        f"/api/v1/organisations/export.vcf?tags={tag}&district=Schmarl", headers=coordinator
+    )
+    text = response.get_data(as_text=True)
+    _strict_vcard_lines(text)
+    cards = list(vobject.readComponents(io.StringIO(text)))
+    assert [card.fn.value for card in cards] == names

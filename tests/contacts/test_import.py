@@ -1,0 +1,251 @@
+"""CSV import: Outlook exports in German and English, previews, re-imports without
+duplicates, invalid rows, malformed files and large files in a worker."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from shared.settings import Settings
+from shared.testing import auth, wait_until
+
+from .conftest import suffix
+
+OUTLOOK_DE = (
+    "Anrede;Vorname;Nachname;Firma;Position;Straße geschäftlich;Ort geschäftlich;"
+    "Postleitzahl geschäftlich;Telefon geschäftlich;E-Mail-Adresse;Webseite;Kategorien;Notizen"
+)
+OUTLOOK_EN = (
+    "Title,First Name,Last Name,Company,Job Title,Business Street,Business City,"
+    "Business Postal Code,Business Phone,E-mail Address,Web Page,Categories,Notes"
+)
+
+
+def _upload(
+    client: FlaskClient,
+    headers: dict[str, str],
+    content: bytes,
+    mapping: dict[str, Any] | None = None,
+    filename: str = "kontakte.csv",
+) -> Any:
+    data: dict[str, Any] = {"file": (io.BytesIO(content), filename)}
+    if mapping is not None:
+        data["mapping"] = json.dumps(mapping)
+    return client.post(
+        "/api/v1/imports", data=data, headers=headers, content_type="multipart/form-data"
+    )
+
+
+def _commit(client: FlaskClient, headers: dict[str, str], import_id: str, **body: Any) -> Any:
+    return client.post(
+        f"/api/v1/imports/{import_id}/commit",
+        json={"mode": "valid_only", **body},
+        headers=headers,
+    )
+
+
+def _tagged(client: FlaskClient, headers: dict[str, str], tag: str) -> list[dict[str, Any]]:
+    body = client.get(f"/api/v1/organisations?tags={tag}&per_page=500", headers=headers).get_json()
+    return list(body["items"])
+
+
+def _outlook_de(tag: str) -> bytes:
+    lines = [
+        OUTLOOK_DE,
+        f'Frau;Jördis;Weiß;Blumenhaus Weiß {tag};Inhaberin;"Ratzeburger Straße 12";Rostock;'
+        f"18109;0381 4567890;info-{tag}@blumen-weiss.example;https://blumen-weiss.example;"
+        f'{tag};"Öffnet um 8 Uhr"',
+        f"Herr;Klaus;Müller;Müller & Söhne Kfz GmbH {tag};Geschäftsführer;Gerüstbauerring 3;"
+        f"Rostock;18109;0381 111;kontakt-{tag}@mueller-kfz.example;;{tag};",
+        f"Herr;Ömer;Yılmaz;Café Bosporus {tag};;Warnowallee 20b;Rostock;18107;;;;{tag};",
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")
+
+
+def test_outlook_german_export_with_bom_twice_makes_no_duplicates(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = _outlook_de(tag)
+
+    preview = _upload(contacts_client, coordinator, content)
+    assert preview.status_code == 201, preview.get_json()
+    body = preview.get_json()
+    assert body["status"] == "previewed"
+    assert (body["encoding"], body["delimiter"]) == ("utf-8-sig", ";")
+    assert body["mapping"]["Firma"] == "name"
+    assert body["mapping"]["Straße geschäftlich"] == "street"
+    assert (body["total_rows"], body["valid_rows"], body["invalid_rows"]) == (3, 3, 0)
+    assert body["created_count"] == 3
+    assert _tagged(contacts_client, coordinator, tag) == []  # a preview writes nothing
+
+    committed = _commit(contacts_client, coordinator, body["id"], mode="all_or_nothing")
+    assert committed.status_code == 200, committed.get_json()
+    assert committed.get_json()["status"] == "committed"
+    assert committed.get_json()["created_count"] == 3
+    orgs = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    flowers = orgs[f"Blumenhaus Weiß {tag}"]
+    assert (flowers["street"], flowers["house_number"], flowers["postcode"]) == (
+        "Ratzeburger Straße",
+        "12",
+        "18109",
+    )
+    assert flowers["notes"] == "Öffnet um 8 Uhr"
+    assert [(p["person_name"], p["role"]) for p in flowers["people"]] == [("Jördis Weiß", "owner")]
+    garage = orgs[f"Müller & Söhne Kfz GmbH {tag}"]
+    assert garage["people"][0]["role"] == "managing_director"
+    assert orgs[f"Café Bosporus {tag}"]["house_number"] == "20b"
+
+    again = _upload(contacts_client, coordinator, content).get_json()
+    assert (again["created_count"], again["updated_count"]) == (0, 3)
+    second = _commit(contacts_client, coordinator, again["id"]).get_json()
+    assert (second["created_count"], second["updated_count"]) == (0, 0)
+    assert second["skipped_count"] == 3
+    assert len(_tagged(contacts_client, coordinator, tag)) == 3
+    people = contacts_client.get(
+        f"/api/v1/people?organisation_id={flowers['id']}", headers=coordinator
+    ).get_json()
+    assert people["total"] == 1
+
+    found = contacts_client.get(
+        "/api/v1/search", query_string={"q": f"muller sohne {tag}"}, headers=coordinator
+    ).get_json()
+    assert garage["id"] in [hit["id"] for hit in found["items"]]
+
+
+def test_outlook_english_export_in_windows_1252_with_commas(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    lines = [
+        OUTLOOK_EN,
+        f'Mr.,Jürgen,Größe,"Größe Bau, Inh. J. Größe {tag}",Owner,"Schiffbauerring 5",Rostock,'
+        f"18109,+49 381 22,j@groesse-bau.example,,{tag},",
+    ]
+    content = ("\r\n".join(lines) + "\r\n").encode("cp1252")
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["encoding"], body["delimiter"]) == ("cp1252", ",")
+    assert body["valid_rows"] == 1, body["errors"]
+    _commit(contacts_client, coordinator, body["id"])
+    [org] = _tagged(contacts_client, coordinator, tag)
+    assert org["name"] == f"Größe Bau, Inh. J. Größe {tag}"
+    assert org["street"] == "Schiffbauerring"
+
+
+def test_invalid_rows_preview_all_or_nothing_and_error_report(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = (
+        "name;email;postcode;kind;district;needs;tags\n"
+        f"Gut {tag};gut@example.org;18106;business;Schmarl;Digitalisierung;{tag}\n"
+        f"Schlecht {tag};keine-adresse;1810;shop;Atlantis;Zauberei;{tag}\n"
+        f";leer@example.org;18106;business;;;{tag}\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["valid_rows"], body["invalid_rows"]) == (1, 2)
+    first = body["errors"][0]
+    assert first["line"] == 3
+    assert set(first["errors"]) == {"email", "postcode", "kind", "district", "needs"}
+    assert body["errors"][1]["line"] == 4 and "name" in body["errors"][1]["errors"]
+
+    refused = _commit(contacts_client, coordinator, body["id"], mode="all_or_nothing")
+    assert refused.status_code == 422 and "mode" in refused.get_json()["errors"]
+    assert _tagged(contacts_client, coordinator, tag) == []
+
+    report = contacts_client.get(f"/api/v1/imports/{body['id']}/errors.csv", headers=coordinator)
+    assert report.status_code == 200 and report.mimetype == "text/csv"
+    text = report.get_data().decode("utf-8-sig")
+    assert text.splitlines()[0] == "name;email;postcode;kind;district;needs;tags;Zeile;Fehler"
+    assert f"Schlecht {tag};keine-adresse;1810" in text
+    assert "postcode: A German postcode has five digits." in text
+
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert (done["status"], done["created_count"]) == ("committed", 1)
+    [org] = _tagged(contacts_client, coordinator, tag)
+    assert (org["district"], org["needs"]) == ("Schmarl", ["digitalisierung"])
+    twice = _commit(contacts_client, coordinator, body["id"])
+    assert twice.status_code == 409
+
+
+def test_user_mapping_for_other_columns(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = f"Kunde,Anschrift,Egal\nEisdiele Venezia {tag},Lütten Klein Allee 4,x\n".encode()
+    unmapped = _upload(contacts_client, coordinator, content)
+    assert unmapped.status_code == 422 and "mapping" in unmapped.get_json()["errors"]
+    body = _upload(
+        contacts_client,
+        coordinator,
+        content,
+        mapping={"Kunde": "name", "Anschrift": "street", "Egal": None},
+    ).get_json()
+    assert body["mapping"] == {"Kunde": "name", "Anschrift": "street"}
+    _commit(contacts_client, coordinator, body["id"])
+    hits = contacts_client.get(
+        "/api/v1/search", query_string={"q": f"venezia {tag}"}, headers=coordinator
+    ).get_json()["items"]
+    assert hits[0]["detail"] == "Lütten Klein Allee 4"
+    wrong = _upload(contacts_client, coordinator, content, mapping={"Kunde": "colour"})
+    assert wrong.status_code == 422 and "mapping" in wrong.get_json()["errors"]
+
+
+def test_malformed_or_binary_files_leave_nothing_behind(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    broken = f'name;tags\n"Offen {tag};{tag}\nZu {tag};{tag}\n'.encode()
+    response = _upload(contacts_client, coordinator, broken)
+    assert response.status_code == 422 and "file" in response.get_json()["errors"]
+    assert _upload(contacts_client, coordinator, b"\x89PNG\x00\x00").status_code == 422
+    assert _upload(contacts_client, coordinator, b"").status_code == 422
+    assert _tagged(contacts_client, coordinator, tag) == []
+    missing = contacts_client.post(
+        "/api/v1/imports", data={}, headers=coordinator, content_type="multipart/form-data"
+    )
+    assert missing.status_code == 422 and "file" in missing.get_json()["errors"]
+
+
+def test_oversized_upload_is_413(make_settings: Callable[..., Settings], staff_token: Any) -> None:
+    from services.contacts.app import create_app
+
+    app = create_app(make_settings("contacts", max_content_length=2048))
+    content = b"name\n" + b"Sehr langer Name\n" * 500
+    response = app.test_client().post(
+        "/api/v1/imports",
+        data={"file": (io.BytesIO(content), "gross.csv")},
+        headers=auth(staff_token("coordinator")),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+
+
+def test_large_import_runs_in_a_worker_with_progress(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    celery_worker_for: Callable[..., Any],
+) -> None:
+    tag = f"imp{suffix()}"
+    rows = [f"Betrieb {i} {tag};Hauptstr. {i};18106;{tag}" for i in range(1200)]
+    content = ("name;street;postcode;tags\n" + "\n".join(rows)).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    celery_worker_for("contacts")
+    queued = _commit(contacts_client, coordinator, body["id"], background=True).get_json()
+    assert queued["status"] == "queued"
+
+    def finished() -> Any:
+        state = contacts_client.get(f"/api/v1/imports/{body['id']}", headers=coordinator)
+        return state.get_json() if state.get_json()["status"] == "committed" else None
+
+    done = wait_until(finished, timeout=120)
+    assert (done["created_count"], done["processed_rows"]) == (1200, 1200)
+    listed = contacts_client.get(f"/api/v1/organisations?tags={tag}", headers=coordinator)
+    assert listed.get_json()["total"] == 1200

@@ -41,8 +41,9 @@ def celery_config(default_queue: str, broker_url: str) -> dict[str, Any]:
             "socket_timeout": 10,
         },
         "worker_hijack_root_logger": False,
+        # Workers report task events for Flower; senders do not, as that would double
+        # every publish on the request path.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
     }
 
 

@@ -133,12 +133,20 @@ class Mailer:
         self.close()
 
 
+# Everything str.splitlines() breaks on: the email package refuses all of them in headers.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def has_line_break(value: str) -> bool:
+    return any(ch in LINE_BREAKS for ch in value)
+
+
 def address(value: str, name: str | None = None) -> Address:
     """An address object; the display name is encoded per RFC 2047 when the mail is written.
 
     Raises ValueError for anything that is not one plain address (CR/LF included).
     """
-    if "\r" in value or "\n" in value or (name and ("\r" in name or "\n" in name)):
+    if has_line_break(value) or (name and has_line_break(name)):
         raise ValueError("line breaks are not allowed in addresses or names")
     parsed_name, addr_spec = parseaddr(value)
     if not addr_spec or "@" not in addr_spec:
@@ -160,7 +168,7 @@ def build_message(
 ) -> EmailMessage:
     """A multipart/alternative message (text first, then HTML), with optional attachments
     given as (filename, MIME type, bytes). Header values with line breaks are refused."""
-    if any(ch in subject for ch in "\r\n"):
+    if has_line_break(subject):
         raise ValueError("line breaks are not allowed in the subject")
     msg = EmailMessage(policy=SMTP)
     sender_addr = sender if isinstance(sender, Address) else address(sender)

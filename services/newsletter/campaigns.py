@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from shared.auth import sign_link
 from shared.db import utcnow
 from shared.errors import Conflict, Invalid, NotFound
-from shared.mail import SmtpConfig, address
+from shared.mail import SmtpConfig, address, has_line_break
 from shared.problems import ServiceUnavailable
 from shared.settings import Settings
 
@@ -47,7 +47,7 @@ def _check_content(values: dict[str, Any]) -> None:
     errors: dict[str, list[str]] = {}
     for field in ("subject", "preheader", "name"):
         value = values.get(field)
-        if value is not None and ("\r" in value or "\n" in value):
+        if value is not None and has_line_break(value):
             errors[field] = ["Line breaks are not allowed."]
     if "subject" in values and not (values["subject"] or "").strip():
         errors["subject"] = ["A subject is required."]

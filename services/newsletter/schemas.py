@@ -9,7 +9,9 @@ from shared.api import PageArgs
 
 from .models import BODY_FORMATS, CONSENT_SOURCES, SUBSCRIBER_STATES, SUBSCRIPTION_STATUSES
 
-ONE_LINE = validate.Regexp(r"\A[^\r\n]*\Z", error="Line breaks are not allowed.")
+ONE_LINE = validate.Regexp(
+    r"\A[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]*\Z", error="Line breaks are not allowed."
+)
 
 
 def one_line(max_length: int, **kwargs: object) -> ma.fields.String:

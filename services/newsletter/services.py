@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from shared.auth import LinkError, load_link, sign_link
 from shared.db import utcnow
 from shared.errors import Conflict, Gone, Invalid, NotFound
-from shared.mail import Mailer, SmtpConfig, address, build_message
+from shared.mail import Mailer, SmtpConfig, address, build_message, has_line_break
 from shared.settings import Settings
 
 from . import jobs
@@ -44,7 +44,7 @@ PREFERENCES_MAX_AGE = timedelta(days=180)
 
 def normalise_email(value: str) -> str:
     value = value.strip().lower()
-    if "\r" in value or "\n" in value or not value.isascii():
+    if has_line_break(value) or not value.isascii():
         raise Invalid({"email": ["Not a valid email address."]})
     try:
         address(value)
@@ -54,7 +54,7 @@ def normalise_email(value: str) -> str:
 
 
 def _check_name(name: str, field: str = "name") -> str:
-    if "\r" in name or "\n" in name:
+    if has_line_break(name):
         raise Invalid({field: ["Line breaks are not allowed."]})
     return name.strip()
 

@@ -14,6 +14,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from shared.api import PageArgs
+from shared.mail import has_line_break
 
 from .models import CHANNELS, REGISTRATION_STATUSES, TRAINING_STATUSES
 
@@ -146,8 +147,16 @@ class AssigneeLoadSchema(ma.Schema):
 # Trainings.
 
 
+def _no_line_break(value: str) -> None:
+    # The title is part of mail subjects.
+    if has_line_break(value):
+        raise ma.ValidationError("Line breaks are not allowed.")
+
+
 class TrainingInSchema(ma.Schema):
-    title = ma.fields.String(required=True, validate=validate.Length(min=1, max=200))
+    title = ma.fields.String(
+        required=True, validate=[validate.Length(min=1, max=200), _no_line_break]
+    )
     description = ma.fields.String(load_default="", validate=validate.Length(max=20000))
     topic = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
     starts_at = BerlinDateTime(required=True)
@@ -167,7 +176,7 @@ class TrainingInSchema(ma.Schema):
 
 
 class TrainingPatchSchema(ma.Schema):
-    title = ma.fields.String(validate=validate.Length(min=1, max=200))
+    title = ma.fields.String(validate=[validate.Length(min=1, max=200), _no_line_break])
     description = ma.fields.String(validate=validate.Length(max=20000))
     topic = ma.fields.String(allow_none=True, validate=validate.Length(max=80))
     starts_at = BerlinDateTime()
@@ -228,10 +237,19 @@ class PublicTrainingSchema(ma.Schema):
 _REQUIRED: dict[str, Any] = {"required": "Dieses Feld ist erforderlich."}
 
 
+def _one_line(value: str) -> None:
+    # The name goes into mail headers, where no kind of line break may stand.
+    if has_line_break(value):
+        raise ma.ValidationError("Bitte ohne Zeilenumbruch.")
+
+
 class SignUpInSchema(ma.Schema):
     name = ma.fields.String(
         required=True,
-        validate=validate.Length(min=1, max=200, error="Bitte geben Sie Ihren Namen an."),
+        validate=[
+            validate.Length(min=1, max=200, error="Bitte geben Sie Ihren Namen an."),
+            _one_line,
+        ],
         error_messages=_REQUIRED,
     )
     email = ma.fields.Email(

@@ -139,6 +139,9 @@ def test_campaign_to_two_lists_then_one_click_unsubscribe_then_no_more_mail(
     ("change", "field"),
     [
         ({"subject": "Hallo\r\nBcc: opfer@example.org"}, "subject"),
+        ({"subject": "Hallo\u2028Bcc: opfer@example.org"}, "subject"),
+        ({"subject": "Hallo\x85Welt"}, "subject"),
+        ({"preheader": "Vorschau\u2029mehr"}, "preheader"),
         ({"subject": ""}, "subject"),
         ({"name": "x\ny"}, "name"),
         ({"body_format": "html", "body": "<p>Hi</p><script>alert(1)</script>"}, "body"),

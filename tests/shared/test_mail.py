@@ -118,3 +118,11 @@ def test_smtp_urls(url: str, expected: SmtpConfig) -> None:
 def test_bad_smtp_url_is_refused() -> None:
     with pytest.raises(ValueError, match="smtp"):
         SmtpConfig.from_url("http://mail.example.org")
+
+
+@pytest.mark.parametrize("breaking", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029"])
+def test_every_kind_of_line_break_is_refused_in_headers(breaking: str) -> None:
+    with pytest.raises(ValueError, match="line breaks"):
+        _message("a@example.org", subject=f"Hallo{breaking}Welt")
+    with pytest.raises(ValueError, match="line breaks"):
+        address("a@example.org", f"Eve{breaking}Mallory")

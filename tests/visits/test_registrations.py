@@ -553,3 +553,20 @@ def test_a_fully_booked_training_with_a_full_waitlist_refuses_clearly(
         f"{services.link_token(secret_key, services.CONFIRM_PURPOSE, uuid.UUID(ids[2]))}/confirm"
     )
     assert page.status_code == 409 and "ausgebucht" in page.get_data(as_text=True)
+
+
+def test_line_breaks_of_any_kind_in_names_and_titles_are_422(
+    visits_client: FlaskClient, coordinator: str
+) -> None:
+    training = _training(visits_client, coordinator)
+    for breaking in ("\r\n", "\u2028", "\x85", "\x0c"):
+        response = _sign_up(
+            visits_client, training["id"], unique_email(), name=f"Eve{breaking}Bcc: x"
+        )
+        assert response.status_code == 422, breaking
+        assert "name" in response.get_json()["errors"]
+    titled = visits_client.post(
+        "/api/v1/trainings", json=training_body(title="Kurs\u2029Teil 2"), headers=auth(coordinator)
+    )
+    assert titled.status_code == 422
+    assert "title" in titled.get_json()["errors"]

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, text
@@ -22,6 +22,8 @@ NAMING_CONVENTION: dict[str, str] = {
 }
 
 EXTENSION_KEY = "quartier.db"
+
+T = TypeVar("T")
 
 
 def new_metadata() -> MetaData:
@@ -101,3 +103,13 @@ def db_session() -> Session:
         session = get_database().session()
         g.db_session = session
     return session
+
+
+def get_or_not_found(session: Session, model: type[T], key: Any, detail: str) -> T:
+    """The row with this primary key, or :class:`shared.errors.NotFound` (a 404)."""
+    from shared.errors import NotFound
+
+    row = session.get(model, key)
+    if row is None:
+        raise NotFound(detail)
+    return row

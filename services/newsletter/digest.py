@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.errors import Conflict, Invalid, NotFound
+from shared.db import get_or_not_found
+from shared.errors import Conflict, Invalid
 from shared.http import ServiceClient
 from shared.settings import Settings
 
@@ -47,10 +48,7 @@ def list_schedules(session: Session) -> list[DigestSchedule]:
 
 
 def get_schedule(session: Session, schedule_id: uuid.UUID) -> DigestSchedule:
-    schedule = session.get(DigestSchedule, schedule_id)
-    if schedule is None:
-        raise NotFound("No such digest schedule.")
-    return schedule
+    return get_or_not_found(session, DigestSchedule, schedule_id, "No such digest schedule.")
 
 
 def runs_of(session: Session, schedule_id: uuid.UUID) -> list[DigestRun]:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.auth import LinkError, load_link, sign_link
-from shared.db import utcnow
+from shared.db import get_or_not_found, utcnow
 from shared.errors import Conflict, Gone, Invalid, NotFound
 from shared.mail import Mailer, SmtpConfig, address, build_message, has_line_break
 from shared.settings import Settings
@@ -78,10 +78,7 @@ def list_lists(session: Session) -> list[MailingList]:
 
 
 def get_list(session: Session, list_id: uuid.UUID) -> MailingList:
-    mailing_list = session.get(MailingList, list_id)
-    if mailing_list is None:
-        raise NotFound("No such list.")
-    return mailing_list
+    return get_or_not_found(session, MailingList, list_id, "No such list.")
 
 
 def update_list(session: Session, list_id: uuid.UUID, **values: Any) -> MailingList:
@@ -464,10 +461,7 @@ def list_subscribers(
 
 
 def get_subscriber(session: Session, subscriber_id: uuid.UUID) -> Subscriber:
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        raise NotFound("No such subscriber.")
-    return subscriber
+    return get_or_not_found(session, Subscriber, subscriber_id, "No such subscriber.")
 
 
 def subscriber_details(session: Session, subscriber_id: uuid.UUID) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, aliased, contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.auth import LinkError, load_link, sign_link
-from shared.db import Timestamp, utcnow
+from shared.db import Timestamp, get_or_not_found, utcnow
 from shared.errors import Conflict, DomainError, Gone, Invalid, NotFound
 from shared.events import record_event
 
@@ -195,10 +195,7 @@ def quick_log(
 
 
 def get_visit(session: Session, visit_id: uuid.UUID) -> Visit:
-    visit = session.get(Visit, visit_id)
-    if visit is None:
-        raise NotFound("No such visit.")
-    return visit
+    return get_or_not_found(session, Visit, visit_id, "No such visit.")
 
 
 def update_visit(session: Session, visit_id: uuid.UUID, **changes: Any) -> Visit:
@@ -224,9 +221,7 @@ def add_follow_up(
 
 
 def update_follow_up(session: Session, follow_up_id: uuid.UUID, **changes: Any) -> FollowUp:
-    follow_up = session.get(FollowUp, follow_up_id)
-    if follow_up is None:
-        raise NotFound("No such follow-up.")
+    follow_up = get_or_not_found(session, FollowUp, follow_up_id, "No such follow-up.")
     done = changes.pop("done", None)
     if done is not None:
         follow_up.mark(done)
@@ -391,9 +386,7 @@ def create_training(session: Session, **values: Any) -> TrainingView:
 
 
 def get_training(session: Session, training_id: uuid.UUID) -> TrainingView:
-    training = session.get(Training, training_id)
-    if training is None:
-        raise NotFound("No such training.")
+    training = get_or_not_found(session, Training, training_id, "No such training.")
     return _views(session, [training])[0]
 
 
@@ -855,10 +848,9 @@ def cancel_registration(
 
 
 def get_registration(session: Session, registration_id: uuid.UUID) -> Registration:
-    registration = session.get(Registration, registration_id)
-    if registration is None:
-        raise NotFound("Diese Anmeldung gibt es nicht.")
-    return registration
+    return get_or_not_found(
+        session, Registration, registration_id, "Diese Anmeldung gibt es nicht."
+    )
 
 
 def list_registrations(

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.auth import STAFF_ROLES, hash_password, issue_token, needs_rehash, verify_password
-from shared.db import utcnow
-from shared.errors import Conflict, Invalid, NotFound
+from shared.db import get_or_not_found, utcnow
+from shared.errors import Conflict, Invalid
 
 from ..models import User
 
@@ -63,10 +63,7 @@ def list_users(session: Session) -> list[User]:
 
 
 def get_user(session: Session, user_id: uuid.UUID) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound("No such user.")
-    return user
+    return get_or_not_found(session, User, user_id, "No such user.")
 
 
 def update_user(

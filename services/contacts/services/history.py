@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import NotFound
+from shared.db import get_or_not_found
 
 from ..models import Change
 
@@ -122,7 +122,4 @@ def archive(
 
 
 def get_or_404(session: Session, model: type[T], record_id: Any, what: str) -> T:
-    record = session.get(model, record_id)
-    if record is None:
-        raise NotFound(f"No such {what}.")
-    return record
+    return get_or_not_found(session, model, record_id, f"No such {what}.")

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import Conflict, Invalid, NotFound
+from shared.db import get_or_not_found
+from shared.errors import Conflict, Invalid
 from shared.events import record_event
 
 from ..models import District, Need, OutboxEvent
@@ -24,10 +25,7 @@ def list_districts(session: Session, *, include_inactive: bool = True) -> list[D
 
 
 def get_district(session: Session, district_id: int) -> District:
-    district = session.get(District, district_id)
-    if district is None:
-        raise NotFound("No such district.")
-    return district
+    return get_or_not_found(session, District, district_id, "No such district.")
 
 
 def district_by_name(
@@ -109,10 +107,7 @@ def list_needs(session: Session) -> list[Need]:
 
 
 def get_need(session: Session, key: str) -> Need:
-    need = session.get(Need, key)
-    if need is None:
-        raise NotFound("No such need.")
-    return need
+    return get_or_not_found(session, Need, key, "No such need.")
 
 
 def needs_by_key(session: Session, keys: Iterable[str], field: str = "needs") -> list[Need]:

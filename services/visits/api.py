@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import marshmallow as ma
 from flask import Response, request, url_for
 from flask.views import MethodView
 
@@ -233,7 +234,7 @@ def _public_item(view: services.TrainingView) -> dict[str, Any]:
     return {
         **{name: getattr(view.training, name) for name in _PUBLIC_FIELDS},
         "seats_left": view.seats_left,
-        "signup_url": f"{base}/registrations",
+        "signup_url": f"{base}/signup",
         "ics_url": f"{base}.ics",
     }
 
@@ -303,6 +304,49 @@ class PublicSignUp(MethodView):
             user_agent=request.user_agent.string,
             **data,
         )
+
+
+@public_blp.route("/trainings/<uuid:training_id>/signup")
+class PublicSignUpPage(MethodView):
+    """The sign-up form for people: the page a digest or website links to."""
+
+    def _page(self, training_id: uuid.UUID, **kwargs: Any) -> Any:
+        view = services.public_training(db_session(), training_id)
+        return pages.signup_page(
+            view.training,
+            action_url=url_for("public.PublicSignUpPage", training_id=training_id),
+            ics_url=url_for("public.PublicTrainingCalendar", training_id=training_id),
+            **kwargs,
+        )
+
+    @public_blp.doc(responses={200: {"description": "A German HTML form"}})
+    def get(self, training_id: uuid.UUID) -> Any:
+        """The sign-up form (HTML)."""
+        try:
+            return self._page(training_id)
+        except DomainError as exc:
+            return pages.error_page(exc.status, exc.detail)
+
+    @public_blp.doc(responses={200: {"description": "A German HTML page"}})
+    def post(self, training_id: uuid.UUID) -> Any:
+        """Sign up from the form (form-encoded); the same use case as the JSON sign-up."""
+        values = request.form.to_dict()
+        try:
+            data = schemas.SignUpInSchema().load(values, unknown=ma.EXCLUDE)
+        except ma.ValidationError as exc:
+            errors = {k: list(v) for k, v in exc.normalized_messages().items()}
+            return self._page(training_id, values=values, errors=errors, status=422)
+        try:
+            services.sign_up(
+                db_session(),
+                training_id=training_id,
+                ip=request.remote_addr,
+                user_agent=request.user_agent.string,
+                **data,
+            )
+        except DomainError as exc:
+            return pages.error_page(exc.status, exc.detail)
+        return self._page(training_id, done=True)
 
 
 # Links in mails. GET shows a page (mail scanners that prefetch links change nothing);

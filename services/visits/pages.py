@@ -25,6 +25,41 @@ TITLES = {
 }
 
 
+def signup_page(
+    training: Any,
+    *,
+    action_url: str,
+    ics_url: str,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, list[str]] | None = None,
+    done: bool = False,
+    status: int = 200,
+) -> Response:
+    """The public sign-up form of a training, and the page after sending it."""
+    if done:
+        heading = "Fast geschafft"
+        paragraphs = [
+            "Wir haben Ihnen eine E-Mail geschickt. Bitte bestätigen Sie Ihre Anmeldung über "
+            "den Link darin; erst dann ist sie gültig."
+        ]
+        signup = None
+    else:
+        heading = "Zur Schulung anmelden"
+        paragraphs = [training.description] if training.description else []
+        signup = {"url": action_url, "values": values or {}, "errors": errors or {}}
+    html = render_page(
+        "link.html",
+        heading=heading,
+        paragraphs=paragraphs,
+        error=False,
+        training=training,
+        action=None,
+        signup=signup,
+        ics_url=ics_url,
+    )
+    return Response(html, status=status, mimetype="text/html", headers=HEADERS)
+
+
 def error_page(status: int, detail: str) -> Response:
     html = render_page(
         "link.html",
@@ -36,6 +71,7 @@ def error_page(status: int, detail: str) -> Response:
         error=True,
         training=None,
         action=None,
+        signup=None,
         ics_url=None,
     )
     return Response(html, status=status, mimetype="text/html", headers=HEADERS)
@@ -86,6 +122,7 @@ def link_page(
         error=False,
         training=training,
         action=action,
+        signup=None,
         ics_url=ics_url if show_ics else None,
     )
     return Response(html, status=200, mimetype="text/html", headers=HEADERS)

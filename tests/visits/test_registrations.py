@@ -570,3 +570,39 @@ def test_line_breaks_of_any_kind_in_names_and_titles_are_422(
     )
     assert titled.status_code == 422
     assert "title" in titled.get_json()["errors"]
+
+
+def test_people_sign_up_on_the_german_form_page(
+    visits_client: FlaskClient, coordinator: str, smtp_sink: SinkHandler, celery_worker_for: Any
+) -> None:
+    celery_worker_for("visits")
+    training = _training(visits_client, coordinator)
+    signup_url = visits_client.get(f"/api/v1/public/trainings/{training['id']}").get_json()[
+        "signup_url"
+    ]
+    path = signup_url.split("://", 1)[1].split("/", 1)[1]
+    form = visits_client.get(f"/{path}")
+    assert form.status_code == 200
+    page = form.get_data(as_text=True)
+    assert "Zur Schulung anmelden" in page and training["title"] in page
+    assert 'name="newsletter"' in page and "checked" not in page  # never pre-ticked
+
+    bad = visits_client.post(f"/{path}", data={"name": "Eve", "email": "kein-mail"})
+    assert bad.status_code == 422
+    assert "gültige E-Mail-Adresse" in bad.get_data(as_text=True)
+
+    email = unique_email("formular")
+    done = visits_client.post(
+        f"/{path}", data={"name": "Jürgen <b>Müller</b>", "email": email, "organisation_name": ""}
+    )
+    assert done.status_code == 200
+    assert "Fast geschafft" in done.get_data(as_text=True)
+    request_mail = wait_until(lambda: smtp_sink.to(email), timeout=30)[0]
+    assert "/confirm" in link_path(request_mail, "confirm")
+
+    draft = visits_client.post(
+        "/api/v1/trainings", json=training_body(status="draft"), headers=auth(coordinator)
+    )
+    missing = visits_client.get(f"/api/v1/public/trainings/{draft.get_json()['id']}/signup")
+    assert missing.status_code == 404
+    assert missing.mimetype == "text/html"

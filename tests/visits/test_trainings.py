@@ -122,7 +122,7 @@ def test_public_list_shows_published_upcoming_trainings_soonest_first(
         "ics_url",
     }
     assert item["seats_left"] == 2
-    assert item["signup_url"].endswith(f"/api/v1/public/trainings/{later['id']}/registrations")
+    assert item["signup_url"].endswith(f"/api/v1/public/trainings/{later['id']}/signup")
     assert item["ics_url"].endswith(f"/api/v1/public/trainings/{later['id']}.ics")
     assert datetime.fromisoformat(item["starts_at"]).utcoffset() is not None
     assert visits_client.get(f"/api/v1/public/trainings/{draft['id']}").status_code == 404

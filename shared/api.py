@@ -135,17 +135,12 @@ def init_api(app: Flask, title: str, description: str = "") -> Api:
     return api
 
 
-def not_found(what: str = "resource") -> None:
-    flask_smorest.abort(404, message=f"No such {what}.")
-
-
 __all__ = [
     "API_PREFIX",
     "Api",
     "Blueprint",
     "PageArgs",
     "init_api",
-    "not_found",
     "page_of",
     "page_schema",
     "problem",

@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from shared.api import Api, Blueprint, init_api, me_blueprint
+from shared.api import Blueprint, init_api, me_blueprint
 from shared.celery_app import celery_init_app
 from shared.db import get_database, init_db
 from shared.events import init_events
@@ -75,10 +75,6 @@ def create_service_app(
 
 def get_settings(app: Flask | None = None) -> Settings:
     return (app or current_app).config[SETTINGS_KEY]
-
-
-def get_api(app: Flask) -> Api:
-    return app.extensions["quartier.api"]
 
 
 def get_redis(app: Flask | None = None) -> redis.Redis:

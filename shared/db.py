@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -60,12 +58,6 @@ class Database:
 
     def session(self) -> Session:
         return self.sessionmaker()
-
-    @contextmanager
-    def begin(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
-        with self.sessionmaker.begin() as session:
-            yield session
 
     def after_fork(self) -> None:
         # The child must not reuse the parent's sockets; close=False leaves them to the parent.

@@ -35,7 +35,3 @@ class Invalid(DomainError):
 
 class Gone(DomainError):
     status = 410
-
-
-class Forbidden(DomainError):
-    status = 403

@@ -93,7 +93,6 @@ class Settings:
     ratelimit_public: str = "30 per minute"
     ratelimit_enabled: bool = True
     company: CompanyDetails = field(default_factory=CompanyDetails)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:

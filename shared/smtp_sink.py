@@ -40,6 +40,7 @@ class SinkHandler:
         self.folder = folder
         self.responder = responder
         self.messages: list[StoredMail] = []
+        self.port = 0  # set by start_sink
         self._lock = threading.Lock()
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -84,6 +85,7 @@ def start_sink(
 ) -> tuple[Controller, SinkHandler]:
     handler = SinkHandler(folder, responder)
     port = port or free_port(host)
+    handler.port = port
     controller = Controller(handler, hostname=host, port=port, data_size_limit=50 * 1024 * 1024)
     controller.start()
     return controller, handler

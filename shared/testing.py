@@ -101,7 +101,6 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 def smtp_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SinkHandler]:
     """A real SMTP server (aiosmtpd) for the whole session; find mails by recipient."""
     controller, handler = start_sink(folder=tmp_path_factory.mktemp("mail"))
-    handler.port = controller.port  # type: ignore[attr-defined]
     try:
         yield handler
     finally:
@@ -125,7 +124,7 @@ def make_settings(
             "secret_key": secret_key,
             "database_url": engines.databases[service],
             "redis_url": engines.redis_url,
-            "smtp_url": f"smtp://127.0.0.1:{smtp_sink.port}",  # type: ignore[attr-defined]
+            "smtp_url": f"smtp://127.0.0.1:{smtp_sink.port}",
             "var_dir": engines.tmp / "var",
             "ratelimit_enabled": False,
             "service_urls": {name: f"http://127.0.0.1:{port}" for name, port in ports.items()},

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
-from flask import Flask, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -61,6 +61,8 @@ def create_service_app(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2
     )
     celery = celery_init_app(app, service, settings.redis_url)
+    # Registered before the limiter, so it runs after the limiter's header hook.
+    app.after_request(_retry_after_only_when_refused)
     limiter = Limiter(get_remote_address, app=app)
     app.extensions["quartier.limiter"] = limiter
     rate_limits: Mapping[Blueprint, str] = getattr(api_module, "RATE_LIMITS", {})
@@ -71,6 +73,14 @@ def create_service_app(
     init_events(app, service, celery, models.OutboxEvent, models.InboxEvent, events.HANDLERS)
     _health_routes(app)
     return app
+
+
+def _retry_after_only_when_refused(response: Response) -> Response:
+    """Flask-Limiter sends ``Retry-After`` (the window's reset) with every answer; on a
+    success it would tell clients to wait. It stays on 3xx, 429 and 503, as RFC 9110 means."""
+    if 200 <= response.status_code < 300:
+        response.headers.pop("Retry-After", None)
+    return response
 
 
 def get_settings(app: Flask | None = None) -> Settings:

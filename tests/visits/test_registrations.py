@@ -431,6 +431,9 @@ def test_public_sign_up_is_rate_limited_per_client(
     ]
     assert [a.status_code for a in answers] == [202, 202, 202, 429]
     assert answers[-1].mimetype == PROBLEM
+    assert answers[-1].headers["Retry-After"].isdigit()
+    assert "Retry-After" not in answers[0].headers  # a success tells nobody to wait
+    assert answers[0].headers["X-RateLimit-Remaining"] == "2"
     other = client.post(
         f"/api/v1/public/trainings/{training['id']}/registrations",
         json={"name": "B", "email": unique_email()},

@@ -7,8 +7,12 @@ registration second, so concurrent confirmations queue up and never overbook.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import json
 import logging
+import os
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,15 +21,33 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
-from sqlalchemy import Integer, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    String,
+    Text,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased, contains_eager
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.auth import LinkError, load_link, sign_link
 from shared.db import Timestamp, get_or_not_found, utcnow
 from shared.errors import Conflict, DomainError, Gone, Invalid, NotFound
-from shared.events import record_event
+from shared.events import get_bus
 
 from .events import NEWSLETTER_REQUESTED
 from .models import (
@@ -76,6 +98,11 @@ def berlin_day_start(day: date) -> datetime:
 
 # Committing and dispatching mails after the commit.
 
+# How long the ids of committed mails gather before one task carries them to the worker.
+MAIL_BATCH_DELAY = 0.1
+MAIL_BATCH_SIZE = 200
+_BATCHER = "visits.mail_batcher"
+
 
 def _commit(session: Session) -> None:
     """Commit, then hand the mails written in this transaction to the worker.
@@ -89,18 +116,70 @@ def _commit(session: Session) -> None:
     except BaseException:
         session.rollback()
         raise
-    dispatch_mails(mail_ids)
+    send_soon(mail_ids)
 
 
 def dispatch_mails(mail_ids: Iterable[uuid.UUID]) -> None:
-    if not has_app_context():
+    """Hand mails to the worker now: one ``visits.send_mails`` task per batch of ids."""
+    if has_app_context():
+        _publish_mails(current_app.extensions["celery"], list(mail_ids))
+
+
+def send_soon(mail_ids: Sequence[uuid.UUID]) -> None:
+    """Hand committed mails to the worker within ``MAIL_BATCH_DELAY``, batched per process.
+
+    A request then pays for no broker round trip: one publish carries the mails of every
+    request of that moment. The rows are committed first, so an id lost here (the process
+    ends, the broker is down) is still sent by the periodic ``send_queued_mails``.
+    """
+    if not mail_ids or not has_app_context():
         return
-    celery = current_app.extensions["celery"]
-    for mail_id in mail_ids:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    batcher: _MailBatcher | None = app.extensions.get(_BATCHER)
+    if batcher is None or batcher.pid != os.getpid():  # none yet in this (forked) process
+        with _BATCHER_LOCK:
+            batcher = app.extensions.get(_BATCHER)
+            if batcher is None or batcher.pid != os.getpid():
+                batcher = app.extensions[_BATCHER] = _MailBatcher(app.extensions["celery"])
+    batcher.add(mail_ids)
+
+
+_BATCHER_LOCK = threading.Lock()
+
+
+class _MailBatcher:
+    """The first id arms a timer; when it fires, one task takes every id gathered."""
+
+    def __init__(self, celery: Any) -> None:
+        self.pid = os.getpid()
+        self.celery = celery
+        self.lock = threading.Lock()
+        self.pending: list[uuid.UUID] = []
+        self.timer: threading.Timer | None = None
+        atexit.register(self.flush)
+
+    def add(self, mail_ids: Sequence[uuid.UUID]) -> None:
+        with self.lock:
+            self.pending.extend(mail_ids)
+            if self.timer is None:
+                self.timer = threading.Timer(MAIL_BATCH_DELAY, self.flush)
+                self.timer.daemon = True
+                self.timer.start()
+
+    def flush(self) -> None:
+        with self.lock:
+            mail_ids, self.pending, self.timer = self.pending, [], None
+        if mail_ids and self.pid == os.getpid():
+            _publish_mails(self.celery, mail_ids)
+
+
+def _publish_mails(celery: Any, mail_ids: list[uuid.UUID]) -> None:
+    for start in range(0, len(mail_ids), MAIL_BATCH_SIZE):
+        batch = [str(mail_id) for mail_id in mail_ids[start : start + MAIL_BATCH_SIZE]]
         try:
-            celery.send_task("visits.send_mail", args=[str(mail_id)], queue="visits", retry=False)
-        except Exception as exc:  # the row stays queued for the periodic sender
-            log.warning("could not enqueue mail %s: %s", mail_id, exc)
+            celery.send_task("visits.send_mails", args=[batch], queue="visits", retry=False)
+        except Exception as exc:  # the rows stay queued for the periodic sender
+            log.warning("could not enqueue %d mails: %s", len(batch), exc)
 
 
 def _queue_mail(session: Session, registration: Registration, kind: str, **context: Any) -> Mail:
@@ -696,41 +775,116 @@ def check_link(
     return registration
 
 
+@dataclass(frozen=True)
+class _SeatStatements:
+    lock: str
+    take: str
+    literals: dict[str, Any]
+
+
 @functools.cache
-def _take_seat_statement() -> Any:
-    """Count the seats and set the status in one statement (built once per process):
-    confirmed while seats are free, else waitlisted while the waitlist has room, else
-    nothing; RETURNING also counts those already waitlisted, which gives the new one's
-    position. The caller holds the training's lock."""
-    others = aliased(Registration)
+def _seat_statements(dialect: Dialect) -> _SeatStatements:
+    """The two statements of a confirmation, compiled once per process.
+
+    ``lock`` locks the training row. ``take`` then counts the seats and sets the status in
+    one statement (it starts after the lock is granted, so it sees every confirmation
+    committed before): confirmed while seats are free, else waitlisted while the waitlist
+    has room, else nothing. The same statement writes the mail row and, for a newsletter
+    tick, the outbox event, and returns the status, the time (taken under the lock, so
+    that the waitlist order is the order of the lock) and how many were waitlisted before.
+    It changes nothing unless the registration is still the pending one that was read
+    (same ``pending_since``) and the training still takes confirmations.
+    """
+    trainings = Training.__table__
+    registrations = Registration.__table__
+    others = registrations.alias("others")
+    training_id = bindparam("b_training", type_=Uuid)
 
     def count(status: str) -> Any:
         return (
             select(func.count())
             .select_from(others)
-            .where(others.training_id == bindparam("b_training"), others.status == status)
+            .where(others.c.training_id == training_id, others.c.status == status)
             .scalar_subquery()
         )
 
-    seat_free = count("confirmed") < bindparam("b_capacity")
-    limit = bindparam("b_waitlist_limit", type_=Integer)
-    room_to_wait = or_(limit.is_(None), count("waitlisted") < limit)
-    now = bindparam("b_now", type_=Timestamp)
-    return (
+    def of_training(column: Any) -> Any:
+        return select(column).where(trainings.c.id == training_id).scalar_subquery()
+
+    # One clock reading for the whole statement (a test may fix it with b_now).
+    clock = select(
+        func.coalesce(cast(bindparam("b_now"), Timestamp), func.clock_timestamp()).label("now")
+    ).cte("clock")
+    now = select(clock.c.now).scalar_subquery()
+    seat_free = count("confirmed") < of_training(trainings.c.capacity)
+    limit = of_training(trainings.c.waitlist_limit)
+    taken = (
         update(Registration)
         .where(
-            Registration.id == bindparam("b_registration"),
-            Registration.status == "pending",
-            or_(seat_free, room_to_wait),
+            registrations.c.id == bindparam("b_registration", type_=Uuid),
+            registrations.c.training_id == training_id,
+            registrations.c.status == "pending",
+            registrations.c.pending_since == bindparam("b_pending_since", type_=Timestamp),
+            exists().where(
+                trainings.c.id == training_id,
+                trainings.c.status == "published",
+                trainings.c.starts_at > now,
+            ),
+            or_(seat_free, limit.is_(None), count("waitlisted") < limit),
         )
         .values(
             status=case((seat_free, "confirmed"), else_="waitlisted"),
             confirmed_at=case((seat_free, now), else_=None),
             waitlisted_at=case((seat_free, None), else_=now),
         )
-        .returning(Registration.status, count("waitlisted"))
-        .execution_options(synchronize_session=False)
+        .returning(
+            registrations.c.status,
+            func.coalesce(registrations.c.confirmed_at, registrations.c.waitlisted_at).label("at"),
+            count("waitlisted").label("ahead"),
+        )
+        .cte("taken")
     )
+    mail = insert(Mail).from_select(
+        ["id", "kind", "registration_id", "context", "status", "attempts", "created_at"],
+        select(
+            cast(bindparam("b_mail"), Uuid),
+            taken.c.status,
+            cast(bindparam("b_registration"), Uuid),
+            case(
+                (
+                    taken.c.status == "waitlisted",
+                    func.jsonb_build_object(literal_column("'position'"), taken.c.ahead + 1),
+                ),
+                else_=cast(literal_column("'{}'"), JSONB),
+            ),
+            literal_column("'queued'"),
+            literal_column("0"),
+            taken.c.at,
+        ),
+    )
+    event = insert(OutboxEvent).from_select(
+        ["event_id", "type", "aggregate_id", "version", "payload", "occurred_at"],
+        select(
+            cast(bindparam("b_event"), Uuid),
+            literal_column(f"'{NEWSLETTER_REQUESTED}'"),
+            cast(cast(bindparam("b_registration"), Uuid), String),
+            literal_column("1"),
+            cast(cast(bindparam("b_payload"), Text), JSONB),
+            taken.c.at,
+        ).where(cast(bindparam("b_newsletter"), Boolean)),
+    )
+    take = select(taken.c.status, taken.c.at, taken.c.ahead).add_cte(
+        mail.cte("mail"), event.cte("event")
+    )
+    lock = select(trainings.c.id).where(trainings.c.id == training_id).with_for_update()
+    compiled_take, compiled_lock = take.compile(dialect=dialect), lock.compile(dialect=dialect)
+    literals = {
+        name: value
+        for compiled in (compiled_take, compiled_lock)
+        for name, value in compiled.params.items()
+        if not name.startswith("b_")
+    }
+    return _SeatStatements(str(compiled_lock), str(compiled_take), literals)
 
 
 def confirm_registration(
@@ -738,73 +892,93 @@ def confirm_registration(
 ) -> Registration:
     """The double opt-in click: confirmed if a seat is free, else on the waitlist.
 
-    The lock on the training is held only for the count-and-set (one statement) and the
-    mail row: the checks that need no lock come before it.
+    The registration is read and checked without a lock. Then the lock on the training,
+    the count-and-set (with the mail row and the event) and the commit go to PostgreSQL
+    in one pipeline (psycopg's pipeline mode): the lock is held only while the server
+    runs them, never across a round trip to this process, so confirmations of one
+    training queue up on the lock for a short time each and never overbook.
     """
-    # One statement reads the registration and locks its training.
-    registration = session.scalars(
-        select(Registration)
-        .join(Registration.training)
-        .options(contains_eager(Registration.training))
-        .where(Registration.id == registration_id)
-        .with_for_update(of=Training)
-        .execution_options(populate_existing=True)
-    ).first()
-    if registration is None:
-        raise NotFound("Diese Anmeldung gibt es nicht.")
-    training = registration.training
-    # Taken under the lock, so that the waitlist order is the order of the lock.
-    now = now or utcnow()
-    _check_confirmable(registration, now)
-    row = session.execute(
-        _take_seat_statement(),
-        {
-            "b_registration": registration_id,
-            "b_training": training.id,
-            "b_capacity": training.capacity,
-            "b_waitlist_limit": training.waitlist_limit,
-            "b_now": now,
-        },
-    ).first()
-    if row is None:  # fully booked, or it changed since it was read
+    for _attempt in range(3):
+        registration = session.scalars(
+            select(Registration)
+            .where(Registration.id == registration_id)
+            .execution_options(populate_existing=True)
+        ).first()
+        if registration is None:
+            raise NotFound("Diese Anmeldung gibt es nicht.")
+        training = registration.training
+        _check_confirmable(registration, now or utcnow())
+        read_since = registration.pending_since
+        mail_id = uuid.uuid4()
+        row = _take_seat(
+            session,
+            {
+                "b_registration": registration.id,
+                "b_training": training.id,
+                "b_pending_since": read_since,
+                "b_now": now,
+                "b_mail": mail_id,
+                "b_event": uuid.uuid4(),
+                "b_newsletter": registration.newsletter,
+                "b_payload": json.dumps(_newsletter_payload(registration, training)),
+            },
+        )
+        if row is not None:
+            break
+        # Nothing changed: see why, with what is committed now.
         session.refresh(registration)
-        _check_confirmable(registration, now)
-        raise Conflict(FULLY_BOOKED)
-    status, waitlisted_before = row
-    set_committed_value(registration, "status", status)
-    set_committed_value(registration, "confirmed_at", now if status == "confirmed" else None)
-    set_committed_value(registration, "waitlisted_at", now if status == "waitlisted" else None)
-    if status == "confirmed":
-        _queue_mail(session, registration, "confirmed")
+        session.refresh(training)
+        _check_confirmable(registration, now or utcnow())
+        if registration.pending_since == read_since:
+            raise Conflict(FULLY_BOOKED)
+        # Signed up again in between (a new pending period): confirm that one.
     else:
-        registration.remember_position(waitlisted_before + 1)
-        _queue_mail(session, registration, "waitlisted", position=waitlisted_before + 1)
-    if registration.newsletter:
-        _request_newsletter(session, registration, training)
-    _commit(session)
+        raise Conflict(FULLY_BOOKED)
+    status, at, ahead = row
+    set_committed_value(registration, "status", status)
+    set_committed_value(registration, "confirmed_at", at if status == "confirmed" else None)
+    set_committed_value(registration, "waitlisted_at", at if status == "waitlisted" else None)
+    if status == "waitlisted":
+        registration.remember_position(ahead + 1)
+    send_soon([mail_id])
+    if registration.newsletter and has_app_context():
+        get_bus(current_app).kick()
     return registration
 
 
-def _request_newsletter(session: Session, registration: Registration, training: Training) -> None:
-    """The tick becomes an event; the newsletter asks for its own double opt-in."""
-    record_event(
-        session,
-        OutboxEvent,
-        type=NEWSLETTER_REQUESTED,
-        aggregate_id=registration.id,
-        version=1,
-        data={
-            "email": registration.email,
-            "name": registration.name,
-            "organisation_name": registration.organisation_name,
-            "training_id": str(training.id),
-            "training_title": training.title,
-            "requested_at": registration.pending_since.isoformat(),
-            "ip": registration.ip,
-            "user_agent": registration.user_agent,
-            "consent_text_version": NEWSLETTER_CONSENT_TEXT_VERSION,
-        },
-    )
+def _take_seat(session: Session, values: dict[str, Any]) -> Any:
+    """Lock, count-and-set and commit in one round trip; the row, or None if nothing
+    changed."""
+    connection = session.connection()
+    statements = _seat_statements(connection.dialect)
+    params = {**statements.literals, **values}
+    driver = connection.connection.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            driver.execute(statements.lock, params)  # type: ignore[union-attr]
+            cursor = driver.execute(statements.take, params)  # type: ignore[union-attr]
+            driver.commit()  # type: ignore[union-attr]
+        row = cursor.fetchone()
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()  # the transaction is over; this ends the session's part of it
+    return row
+
+
+def _newsletter_payload(registration: Registration, training: Training) -> dict[str, Any]:
+    """The tick becomes this event; the newsletter asks for its own double opt-in."""
+    return {
+        "email": registration.email,
+        "name": registration.name,
+        "organisation_name": registration.organisation_name,
+        "training_id": str(training.id),
+        "training_title": training.title,
+        "requested_at": registration.pending_since.isoformat(),
+        "ip": registration.ip,
+        "user_agent": registration.user_agent,
+        "consent_text_version": NEWSLETTER_CONSENT_TEXT_VERSION,
+    }
 
 
 def _fill_from_waitlist(session: Session, training: Training, now: datetime) -> None:

@@ -62,6 +62,29 @@ def send_mail(self: Any, mail_id: str) -> str:
         raise self.retry(exc=exc) from exc
 
 
+@shared_task(name="visits.send_mails", ignore_result=True)
+def send_mails(mail_ids: list[str]) -> int:
+    """Send a batch of queued mails (what the API gathered in a moment); a mail whose SMTP
+    attempt fails goes on alone as ``visits.send_mail``, with its retries."""
+    from .mails import deliver_mail
+
+    settings = get_settings()
+    sent = 0
+    for mail_id in mail_ids:
+        try:
+            outcome = deliver_mail(
+                db_session(),
+                uuid.UUID(mail_id),
+                mailer=_mailer(settings.smtp_url),
+                settings=settings,
+            )
+        except OSError:  # SMTP errors included: the row stays queued
+            send_mail.apply_async(args=[mail_id], countdown=30, queue="visits")
+            continue
+        sent += outcome == "sent"
+    return sent
+
+
 @shared_task(name="visits.send_queued_mails", ignore_result=True)
 def send_queued_mails() -> int:
     from .services import dispatch_mails, queued_mail_ids

@@ -62,7 +62,7 @@ def _statement(include_archived: bool) -> Select[Any]:
     """Built once; the query text and the limit are parameters."""
     ts = bindparam("q", type_=String).cast(TSQUERY)
     limit = bindparam("limit", type_=Integer)
-    live = [Organisation.archived.is_(False)] if not include_archived else []
+    live = [Organisation.archived.is_not(True)] if not include_archived else []
     candidates = union(
         *(
             select(Organisation.id).where(vector.op("@@")(ts), *live).limit(CANDIDATES)
@@ -92,7 +92,7 @@ def _statement(include_archived: bool) -> Select[Any]:
         Person.id.in_(
             select(Person.id)
             .where(Person.search_vector.op("@@")(ts))
-            .where(*([Person.archived.is_(False)] if not include_archived else []))
+            .where(*([Person.archived.is_not(True)] if not include_archived else []))
             .limit(CANDIDATES)
         )
     )

@@ -40,7 +40,8 @@ class Hit:
 
 # A broad prefix ("m", "gross klein") can match much of the register; ranking every match
 # would cost as much as a scan. So at most this many matches are ranked: first those in
-# names, then the others. Typing one more letter narrows the matches as usual.
+# names, then (if there are fewer in names) the others. Typing one more letter narrows the
+# matches as usual.
 CANDIDATES = 100
 
 
@@ -63,12 +64,22 @@ def _statement(include_archived: bool) -> Select[Any]:
     ts = bindparam("q", type_=String).cast(TSQUERY)
     limit = bindparam("limit", type_=Integer)
     live = [Organisation.archived.is_not(True)] if not include_archived else []
-    candidates = union(
-        *(
-            select(Organisation.id).where(vector.op("@@")(ts), *live).limit(CANDIDATES)
-            for vector in (Organisation.name_vector, Organisation.search_vector)
-        )
-    ).subquery()
+    named = (
+        select(Organisation.id)
+        .where(Organisation.name_vector.op("@@")(ts), *live)
+        .limit(CANDIDATES)
+        .cte("named")
+    )
+    # Names weigh most (A against B), so when the names alone give enough candidates, no
+    # match elsewhere can rank above them: the second index scan is skipped (PostgreSQL
+    # runs the count once and leaves out the scan when it is false).
+    enough = select(func.count()).select_from(named).scalar_subquery() >= CANDIDATES
+    elsewhere = (
+        select(Organisation.id)
+        .where(Organisation.search_vector.op("@@")(ts), *live, ~enough)
+        .limit(CANDIDATES)
+    )
+    candidates = union(select(named.c.id), elsewhere).subquery()
     org_rank = func.ts_rank(Organisation.search_vector, ts)
     orgs = select(
         literal("organisation").label("type"),

@@ -15,6 +15,7 @@ _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 _STREET_ABBREVIATION_SUFFIX = re.compile(r"(str)\.", re.IGNORECASE)
 _STREET_ABBREVIATION = re.compile(r"\bstr\b", re.IGNORECASE)
 _DE_TRANSLITERATION = re.compile(r"(ae|oe|ue)")
+_NOT_DIGIT = re.compile(r"\D")
 STREET_WORD = "strasse"
 
 LEGAL_FORMS = (
@@ -187,7 +188,7 @@ def match_phone(phone: str | None) -> str | None:
     """Digits only, with a German trunk prefix for +49/0049: ``+49 381 123`` -> ``0381123``."""
     if not phone:
         return None
-    digits = re.sub(r"\D", "", phone)
+    digits = _NOT_DIGIT.sub("", phone)
     if phone.strip().startswith("+49"):
         digits = "0" + digits[2:]
     elif digits.startswith("0049"):

@@ -128,31 +128,32 @@ class _Loader:
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         self.fields: dict[str, ma.fields.Field[Any]] = dict(_row_schema(mapping).fields)
-        self.known: dict[tuple[str, Any], tuple[bool, Any]] = {}
+        self.known: dict[str, dict[Any, tuple[bool, Any]]] = {name: {} for name in self.fields}
 
     def load(self, values: Mapping[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
         loaded: dict[str, Any] = {}
         for name, field in self.fields.items():
-            if name not in values:
+            value = values.get(name, ma.missing)
+            if value is ma.missing:
                 if field.required:
                     errors[name] = [field.error_messages["required"]]
                 continue
-            value = values[name]
-            key = (name, tuple(value) if isinstance(value, list) else value)
-            found = self.known.get(key)
+            known = self.known[name]
+            key = tuple(value) if isinstance(value, list) else value
+            found = known.get(key)
             if found is None:
                 try:
                     found = (True, field.deserialize(value))
                 except ma.ValidationError as exc:
                     found = (False, exc.messages)
-                self.known[key] = found
-            ok, result = found
-            if ok:
+                known[key] = found
+            if found[0]:
+                result = found[1]
                 loaded[name] = list(result) if isinstance(result, list) else result
             else:
-                errors[name] = result
-        for name in values:
-            if name not in self.fields:
+                errors[name] = found[1]
+        if not values.keys() <= self.fields.keys():
+            for name in values.keys() - self.fields.keys():
                 errors[name] = ["Unknown field."]
         return loaded
 

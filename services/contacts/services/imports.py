@@ -521,6 +521,8 @@ def _apply(
         text(f"INSERT INTO import_plan SELECT *, gen_random_uuid() FROM ({_PLAN}) AS plan"),  # noqa: S608
         params,
     )
+    # A temporary table has no statistics until analysed; the joins below need them.
+    session.execute(text("ANALYZE import_plan"))
     repeated = session.scalar(text("SELECT count(*) FROM import_plan WHERE repeated")) or 0
     created = session.execute(text(_INSERT_ORGANISATIONS), params).rowcount  # type: ignore[attr-defined]
     if created:

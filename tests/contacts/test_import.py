@@ -301,3 +301,33 @@ def test_commit_checks_the_file_again_when_its_checked_rows_are_gone(
     assert (done["status"], done["created_count"]) == ("committed", 2)
     names = sorted(org["name"] for org in _tagged(contacts_client, coordinator, tag))
     assert names == [f"Eins {tag}", f"Zwei {tag}"]
+
+
+def test_reimport_changes_only_the_rows_that_differ(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    header = "name;street;postcode;district;needs;sector;tags\n"
+    first = (
+        f"Kiosk {tag};Warnowallee 3;18107;Lütten Klein;Digitalisierung;Handel;{tag}\n"
+        f"Salon {tag};Kolumbusring 9;18106;Schmarl;;Friseur;{tag}\n"
+    )
+    body = _upload(contacts_client, coordinator, (header + first).encode()).get_json()
+    _commit(contacts_client, coordinator, body["id"])
+    orgs = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+
+    changed = first.replace(";Friseur;", ";Kosmetik;")
+    again = _upload(contacts_client, coordinator, (header + changed).encode()).get_json()
+    assert (again["created_count"], again["updated_count"]) == (0, 2)
+    done = _commit(contacts_client, coordinator, again["id"]).get_json()
+    assert (done["created_count"], done["updated_count"], done["skipped_count"]) == (0, 1, 1)
+    after = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    kiosk, salon = after[f"Kiosk {tag}"], after[f"Salon {tag}"]
+    assert (kiosk["version"], kiosk["needs"]) == (1, ["digitalisierung"])
+    assert (salon["version"], salon["sector"]) == (2, "Kosmetik")
+    history = contacts_client.get(
+        f"/api/v1/organisations/{salon['id']}/history", headers=coordinator
+    ).get_json()
+    assert [entry["action"] for entry in history] == ["created", "updated"]
+    assert history[1]["after"] == {"sector": "Kosmetik"}
+    assert orgs[f"Kiosk {tag}"]["updated_at"] == kiosk["updated_at"]

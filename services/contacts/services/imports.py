@@ -495,12 +495,32 @@ ORDER BY s.line
 _LAST_EVENT = f"SELECT p.new_id, {_PAYLOAD} {_NEW_ROWS} AND s.line = :last"
 
 
+# Matched rows without a person whose every field is the organisation's already: the
+# use case would find nothing to change (a conservative test: a row it cannot be sure of
+# goes through the use case).
+_SAME = " AND ".join(
+    [
+        *(f"(s.{field} IS NULL OR s.{field} = o.{field})" for field in organisations.FIELDS),
+        "(s.district IS NULL OR s.district = (SELECT d.name FROM districts d"
+        " WHERE d.id = o.district_id))",
+        "(s.needs IS NULL OR s.needs = ARRAY(SELECT n.key FROM organisation_needs x"
+        " JOIN needs n ON n.key = x.need_key WHERE x.organisation_id = o.id ORDER BY n.label))",
+    ]
+)
+_MARK_UNCHANGED = f"""
+UPDATE import_plan p SET unchanged = true
+FROM import_rows s, organisations o
+WHERE s.import_id = :import_id AND s.line = p.line AND o.id = p.match_id
+    AND s.first_name IS NULL AND s.last_name IS NULL AND {_SAME}
+"""  # noqa: S608 (built from constants)
+
 _PLAN_TABLE = table(
     "import_plan",
     column("line", Integer),
     column("match_id", Uuid),
     column("repeated", Boolean),
     column("new_id", Uuid),
+    column("unchanged", Boolean),
 )
 
 
@@ -513,7 +533,8 @@ def _apply(
     session.execute(
         text(
             "CREATE TEMP TABLE import_plan"
-            " (line integer PRIMARY KEY, match_id uuid, repeated boolean, new_id uuid)"
+            " (line integer PRIMARY KEY, match_id uuid, repeated boolean, new_id uuid,"
+            " unchanged boolean NOT NULL DEFAULT false)"
             " ON COMMIT DROP"
         )
     )
@@ -523,7 +544,12 @@ def _apply(
     )
     # A temporary table has no statistics until analysed; the joins below need them.
     session.execute(text("ANALYZE import_plan"))
-    repeated = session.scalar(text("SELECT count(*) FROM import_plan WHERE repeated")) or 0
+    repeated, matched = session.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE repeated), count(*) FILTER (WHERE match_id IS NOT NULL)"
+            " FROM import_plan"
+        )
+    ).one()
     created = session.execute(text(_INSERT_ORGANISATIONS), params).rowcount  # type: ignore[attr-defined]
     if created:
         session.execute(text(_INSERT_NEEDS), params)
@@ -547,6 +573,8 @@ def _apply(
     if progress is not None:
         progress(created + repeated)
     updated = unchanged = 0
+    if matched:  # (a file imported again): rows that would change nothing are left alone
+        unchanged = session.execute(text(_MARK_UNCHANGED), params).rowcount  # type: ignore[attr-defined]
     # Matched rows and rows with a person: one by one, as single edits.
     plan = _PLAN_TABLE
     others = session.execute(
@@ -555,7 +583,7 @@ def _apply(
         .where(ImportRow.import_id == record.id)
         .where(
             or_(
-                plan.c.match_id.is_not(None),
+                and_(plan.c.match_id.is_not(None), plan.c.unchanged.is_(False)),
                 and_(
                     plan.c.repeated.is_(False),
                     or_(ImportRow.first_name.is_not(None), ImportRow.last_name.is_not(None)),

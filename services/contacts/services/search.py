@@ -94,9 +94,9 @@ def _statement(include_archived: bool) -> Select[Any]:
         .limit(CANDIDATES)
         .cte("named")
     )
-    # Names weigh most (A against B), so when the names alone give enough candidates, no
-    # match elsewhere can rank above them: the rest is not searched (PostgreSQL runs the
-    # count once and leaves out the scans below when it is false).
+    # Names weigh most (A against B): when the names alone give enough candidates, the rest
+    # is not searched (PostgreSQL runs the count once and leaves out the scans below when it
+    # is false). See docs/contacts.md for what that means for very short prefixes.
     enough = select(func.count()).select_from(named).scalar_subquery() >= CANDIDATES
     elsewhere = _matches(Organisation.search_vector, ts, [*live, ~enough], "elsewhere")
     candidates = union(select(named.c.id), select(elsewhere.c.id)).subquery()

@@ -290,3 +290,51 @@ class Import(Base):
     created_by: Mapped[str] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class ImportRow(Base):
+    """A valid row of a previewed import, checked and folded once, ready to be written by
+    set-based SQL at the commit. Unlogged (no WAL): after a database crash the table is
+    empty, and the commit checks the stored file again (see services/imports.py)."""
+
+    __tablename__ = "import_rows"
+    __table_args__ = ({"prefixes": ["UNLOGGED"]},)
+
+    import_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True
+    )
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[uuid.UUID | None] = mapped_column()
+    # The row's fields as the schema loaded them (NULL: not in the row).
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(300))
+    legal_form: Mapped[str | None] = mapped_column(String(60))
+    sector: Mapped[str | None] = mapped_column(String(200))
+    wz_code: Mapped[str | None] = mapped_column(String(10))
+    street: Mapped[str | None] = mapped_column(String(200))
+    house_number: Mapped[str | None] = mapped_column(String(20))
+    postcode: Mapped[str | None] = mapped_column(String(5))
+    city: Mapped[str | None] = mapped_column(String(120))
+    district: Mapped[str | None] = mapped_column(String(120))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    website: Mapped[str | None] = mapped_column(String(500))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(60))
+    employees: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(20))
+    needs: Mapped[list[str] | None] = mapped_column(ARRAY(String(80)))
+    tags: Mapped[list[str] | None] = mapped_column(ARRAY(String(80)))
+    notes: Mapped[str | None] = mapped_column(Text)
+    # The person in the row, if any.
+    first_name: Mapped[str | None] = mapped_column(String(120))
+    last_name: Mapped[str | None] = mapped_column(String(120))
+    person_phone: Mapped[str | None] = mapped_column(String(60))
+    job_title: Mapped[str | None] = mapped_column(String(200))
+    # Folded as for a new organisation (see organisations.search_fields and normalise.py).
+    search_text: Mapped[str] = mapped_column(Text)
+    search_vector: Mapped[str] = mapped_column(TSVECTOR)
+    name_vector: Mapped[str] = mapped_column(TSVECTOR)
+    match_name: Mapped[str] = mapped_column(String(300))
+    match_address: Mapped[str] = mapped_column(String(300))
+    match_phone: Mapped[str | None] = mapped_column(String(40))

@@ -13,7 +13,9 @@ _TRANSLITERATION = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 # "Str." at the end of a word or alone: the usual abbreviation of "Straße".
 _STREET_ABBREVIATION_SUFFIX = re.compile(r"(str)\.", re.IGNORECASE)
+_STREET_ABBREVIATION = re.compile(r"\bstr\b", re.IGNORECASE)
 _DE_TRANSLITERATION = re.compile(r"(ae|oe|ue)")
+_NOT_DIGIT = re.compile(r"\D")
 STREET_WORD = "strasse"
 
 LEGAL_FORMS = (
@@ -64,7 +66,7 @@ def transliterate(text: str) -> str:
 def expand_street(text: str) -> str:
     """``Hauptstr. 5`` -> ``Hauptstrasse 5``; ``Lange Str.`` -> ``Lange strasse``."""
     text = _STREET_ABBREVIATION_SUFFIX.sub(STREET_WORD, text)
-    return re.sub(r"\bstr\b", STREET_WORD, text, flags=re.IGNORECASE)
+    return _STREET_ABBREVIATION.sub(STREET_WORD, text)
 
 
 def tokens(text: str) -> list[str]:
@@ -86,17 +88,26 @@ def index_terms(*texts: str | None) -> list[str]:
     Street names also give their stem (``hauptstrasse`` -> ``haupt``) so that
     ``haupt str`` finds ``Hauptstraße``.
     """
+    if len(texts) == 1:
+        return list(_text_terms(texts[0])) if texts[0] else []
     seen: dict[str, None] = {}
     for text in texts:
-        if not text:
-            continue
-        for token in tokens(expand_street(text)):
-            for value in variants(token):
-                seen[value] = None
-                if value.endswith(STREET_WORD) and len(value) > len(STREET_WORD):
-                    seen[value.removesuffix(STREET_WORD)] = None
-                    seen[STREET_WORD] = None
+        if text:
+            seen.update(dict.fromkeys(_text_terms(text)))
     return list(seen)
+
+
+@functools.lru_cache(maxsize=65536)
+def _text_terms(text: str) -> tuple[str, ...]:
+    """The terms of one text, in order, each once (streets, sectors, districts repeat)."""
+    seen: dict[str, None] = {}
+    for token in tokens(expand_street(text)):
+        for value in variants(token):
+            seen[value] = None
+            if value.endswith(STREET_WORD) and len(value) > len(STREET_WORD):
+                seen[value.removesuffix(STREET_WORD)] = None
+                seen[STREET_WORD] = None
+    return tuple(seen)
 
 
 def index_text(*texts: str | None) -> str:
@@ -114,6 +125,19 @@ def tsvector(*parts: tuple[list[str], str]) -> str:
     return " ".join(
         f"'{term}':{position}{weight}" for position, (term, weight) in enumerate(seen.items(), 1)
     )
+
+
+def weighted_tsvectors(names: list[str], rest: list[str]) -> tuple[str, str]:
+    """``tsvector((names, "A"), (rest, "B"))`` and ``tsvector((names, "A"))`` at once: the
+    second is the start of the first."""
+    entries = [f"'{term}':{position}A" for position, term in enumerate(names, 1)]
+    named = set(names)
+    position = len(entries)
+    for term in dict.fromkeys(rest):
+        if term not in named:
+            position += 1
+            entries.append(f"'{term}':{position}B")
+    return " ".join(entries), " ".join(entries[: len(names)])
 
 
 def query_terms(query: str) -> list[set[str]]:
@@ -149,16 +173,22 @@ def match_name(name: str, legal_form: str | None = None) -> str:
 
 
 def match_address(street: str | None, house_number: str | None, postcode: str | None = None) -> str:
-    text = expand_street(f"{street or ''} {house_number or ''}")
-    joined = " ".join(transliterate(token) for token in tokens(text))
+    joined = " ".join([*_address_tokens(street or ""), *_address_tokens(house_number or "")])
     return f"{joined} {postcode}".strip() if joined and postcode else joined
+
+
+@functools.lru_cache(maxsize=65536)
+def _address_tokens(text: str) -> tuple[str, ...]:
+    """The folded words of a street or a house number (a street's words are those of each
+    part: the abbreviation ``Str.`` and the word boundaries stop at the space between)."""
+    return tuple(transliterate(token) for token in tokens(expand_street(text)))
 
 
 def match_phone(phone: str | None) -> str | None:
     """Digits only, with a German trunk prefix for +49/0049: ``+49 381 123`` -> ``0381123``."""
     if not phone:
         return None
-    digits = re.sub(r"\D", "", phone)
+    digits = _NOT_DIGIT.sub("", phone)
     if phone.strip().startswith("+49"):
         digits = "0" + digits[2:]
     elif digits.startswith("0049"):

@@ -249,3 +249,85 @@ def test_large_import_runs_in_a_worker_with_progress(
     assert (done["created_count"], done["processed_rows"]) == (1200, 1200)
     listed = contacts_client.get(f"/api/v1/organisations?tags={tag}", headers=coordinator)
     assert listed.get_json()["total"] == 1200
+
+
+def test_row_checks_give_what_the_schema_gives() -> None:
+    import marshmallow as ma
+
+    from services.contacts.services.imports import _Loader, _row_schema
+
+    fields = ("name", "email", "postcode", "website", "phone", "employees", "latitude", "tags")
+    mapping = {field: field for field in (*fields, "wz_code", "status")}
+    rows: list[dict[str, Any]] = [
+        {"kind": "business", "name": "Bäckerei Müller", "email": "info@example.org"},
+        {"kind": "shop", "name": " ", "email": "keine", "postcode": "1810", "website": "ftp://x"},
+        {"kind": "business", "phone": "abc", "employees": "viele", "latitude": "91"},
+        {"kind": "business", "name": "x" * 301, "tags": ["gut", "y" * 81], "status": "wach"},
+        {"kind": "business", "name": "Laden", "wz_code": "47.11", "latitude": "54.1"},
+    ]
+    loader = _Loader(mapping)
+    schema = _row_schema(mapping)
+    for values in rows * 2:  # the second time from the loader's memory
+        errors: dict[str, Any] = {}
+        loaded = loader.load(values, errors)
+        try:
+            expected, expected_errors = schema.load(values), {}
+        except ma.ValidationError as exc:
+            expected, expected_errors = exc.valid_data, exc.normalized_messages()
+        assert errors == expected_errors, values
+        if not errors:  # (an invalid row is not written; its valid fields do not matter)
+            assert loaded == expected, values
+
+
+def test_commit_checks_the_file_again_when_its_checked_rows_are_gone(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    import uuid
+
+    from sqlalchemy import delete
+
+    from services.contacts.models import ImportRow
+    from shared.db import get_database
+
+    tag = f"imp{suffix()}"
+    content = f"name;street;tags\nEins {tag};Hauptstr. 1;{tag}\nZwei {tag};;{tag}\n".encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["valid_rows"], body["created_count"]) == (2, 2)
+    # import_rows is unlogged: a database crash empties it between preview and commit.
+    with get_database(contacts_app).session() as session:
+        session.execute(delete(ImportRow).where(ImportRow.import_id == uuid.UUID(body["id"])))
+        session.commit()
+    done = _commit(contacts_client, coordinator, body["id"], mode="all_or_nothing").get_json()
+    assert (done["status"], done["created_count"]) == ("committed", 2)
+    names = sorted(org["name"] for org in _tagged(contacts_client, coordinator, tag))
+    assert names == [f"Eins {tag}", f"Zwei {tag}"]
+
+
+def test_reimport_changes_only_the_rows_that_differ(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    header = "name;street;postcode;district;needs;sector;tags\n"
+    first = (
+        f"Kiosk {tag};Warnowallee 3;18107;Lütten Klein;Digitalisierung;Handel;{tag}\n"
+        f"Salon {tag};Kolumbusring 9;18106;Schmarl;;Friseur;{tag}\n"
+    )
+    body = _upload(contacts_client, coordinator, (header + first).encode()).get_json()
+    _commit(contacts_client, coordinator, body["id"])
+    orgs = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+
+    changed = first.replace(";Friseur;", ";Kosmetik;")
+    again = _upload(contacts_client, coordinator, (header + changed).encode()).get_json()
+    assert (again["created_count"], again["updated_count"]) == (0, 2)
+    done = _commit(contacts_client, coordinator, again["id"]).get_json()
+    assert (done["created_count"], done["updated_count"], done["skipped_count"]) == (0, 1, 1)
+    after = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    kiosk, salon = after[f"Kiosk {tag}"], after[f"Salon {tag}"]
+    assert (kiosk["version"], kiosk["needs"]) == (1, ["digitalisierung"])
+    assert (salon["version"], salon["sector"]) == (2, "Kosmetik")
+    history = contacts_client.get(
+        f"/api/v1/organisations/{salon['id']}/history", headers=coordinator
+    ).get_json()
+    assert [entry["action"] for entry in history] == ["created", "updated"]
+    assert history[1]["after"] == {"sector": "Kosmetik"}
+    assert orgs[f"Kiosk {tag}"]["updated_at"] == kiosk["updated_at"]

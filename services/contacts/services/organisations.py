@@ -27,8 +27,8 @@ from ..normalise import (
     match_address,
     match_name,
     match_phone,
-    tsvector,
     unique,
+    weighted_tsvectors,
 )
 from .history import archive, get_or_404, record_change, record_update
 from .vocab import district_by_name, needs_by_key
@@ -161,11 +161,8 @@ def search_fields(
     and people B."""
     names = index_terms(name, legal_form)
     rest = index_terms(street, sector, city, district, *(tags or []), *people)
-    return (
-        " ".join([*names, *rest]),
-        tsvector((names, "A"), (rest, "B")),
-        tsvector((names, "A")),
-    )
+    vector, name_vector = weighted_tsvectors(names, rest)
+    return " ".join([*names, *rest]), vector, name_vector
 
 
 def _clean(data: Mapping[str, Any]) -> dict[str, Any]:

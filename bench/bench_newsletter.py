@@ -257,7 +257,8 @@ def main() -> None:
         list_id = _seed(database_url, count)
         ours_us, stdlib_us = _per_message_cost()
 
-        bare_rate = _bare_loop(smtp_port, bare_count)
+        load_before = os.getloadavg()[0]
+        bare_before = _bare_loop(smtp_port, bare_count)
         counter.value = 0
 
         secret = secrets.token_urlsafe(48)
@@ -343,6 +344,12 @@ def main() -> None:
             session.rollback()
         sampler.stop.set()
         sampler.join()
+        in_sink = counter.value
+        # The baseline again after the campaign: the faster of the two counts (the stronger
+        # baseline), and the pair shows how steady the machine was.
+        bare_after = _bare_loop(smtp_port, bare_count)
+        bare_rate = max(bare_before, bare_after)
+        load_after = os.getloadavg()[0]
         cpu = {name: _cpu_seconds(pids) - cpu_before[name] for name, pids in groups.items()}
 
         rate = sent / elapsed
@@ -351,11 +358,12 @@ def main() -> None:
         children = [rss for _done, rss in sampler.timeline if rss]
         early = children[len(children) // 10] / mib if children else 0.0
         late = children[-1] / mib if children else 0.0
-        print(f"recipients: {count}, state: {state}, sent: {sent}, in the sink: {counter.value}")
+        print(f"recipients: {count}, state: {state}, sent: {sent}, in the sink: {in_sink}")
         print(f"campaign (2 workers):  {rate:,.0f} mails/s over {elapsed:.1f} s "
               f"(first to last mail: {sent / float(span or elapsed):,.0f} mails/s)")  # fmt: skip
         print(
-            f"bare smtplib loop:     {bare_rate:,.0f} mails/s ({bare_count} mails, one connection)"
+            f"bare smtplib loop:     {bare_rate:,.0f} mails/s ({bare_count} mails, one connection;"
+            f" {bare_before:,.0f} before the campaign, {bare_after:,.0f} after it)"
         )
         print(f"SMTP sink:             {len(sinks)} aiosmtpd processes on one port (uvloop)")
         print(f"ratio:                 {rate / bare_rate:.2f}x the bare loop")
@@ -368,6 +376,11 @@ def main() -> None:
             f"{name} {seconds / max(1, sent) * 1e6:.0f}" for name, seconds in cpu.items()
         )
         print(f"CPU per mail (µs):     {per_mail}")
+        cores = os.cpu_count() or 0
+        print(
+            f"load average:          {load_before:.1f} at start, {load_after:.1f} at end;"
+            f" {cores} cores"
+        )
         print(
             f"one message:           {ours_us:.0f} µs compiled"
             f" vs {stdlib_us:.0f} µs with the stdlib"

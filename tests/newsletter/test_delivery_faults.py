@@ -241,12 +241,7 @@ def test_campaign_pauses_itself_when_the_mail_server_cannot_be_reached(
     port, expected_error = unreachable_server
     list_id = make_list()
     add_subscribers([list_id], 40)
-    worker_process(
-        "newsletter",
-        concurrency=1,
-        NEWSLETTER_SMTP_CONNECTIONS="2",
-        **_streak_of_ten(port, timeout=0.5),
-    )
+    worker_process("newsletter", concurrency=1, **_streak_of_ten(port, timeout=0.5))
     campaign_id = _send(newsletter_client, writer, list_id)
     progress = _until_paused_by_errors(newsletter_client, writer, campaign_id)
     assert progress["sent"] == 0 and progress["pending"] == 40

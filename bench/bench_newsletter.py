@@ -1,10 +1,17 @@
 """Newsletter delivery: a campaign to N recipients (``BENCH_RECIPIENTS``, default 100000)
-sent by 2 Celery worker processes into a local aiosmtpd sink running in its own process,
-beside a bare smtplib loop over one connection into the same sink, in the same run.
+sent by 2 Celery worker processes into a local aiosmtpd sink, beside a bare smtplib loop
+over one connection into the same sink, in the same run (``BENCH_BARE`` mails, default
+20000).
+
+The sink runs in processes of its own (``BENCH_SINK_PROCESSES``, default one per core)
+that share one port with SO_REUSEPORT, each aiosmtpd's SMTP protocol on a uvloop event
+loop; it counts the mails and keeps nothing.
 
 Prints mails/s of both, their ratio, the workers' peak memory (RSS sampled with psutil)
-and the RSS early and late in the campaign (flat is the goal), and the cost of one message:
-the compiled template against building it from scratch with the stdlib.
+and the RSS early and late in the campaign (flat is the goal), the CPU time per mail of
+the workers, the sink, PostgreSQL and Redis during the campaign (where the time goes), and
+the cost of one message: the compiled template against building it from scratch with the
+stdlib.
 
 Run: ``BENCH_RECIPIENTS=100000 .venv/bin/python -m bench bench_newsletter``
 """
@@ -45,8 +52,13 @@ Für {{ organisation }} reservieren wir gern einen Platz. [Jetzt anmelden](https
 
 
 def _sink(port: int, counter: Any, ready: Any) -> None:
-    """The SMTP sink process: accepts every mail and counts it (keeps nothing)."""
-    from aiosmtpd.controller import Controller
+    """One process of the SMTP sink: aiosmtpd's SMTP protocol on a uvloop event loop,
+    listening with SO_REUSEPORT so that the sink's processes share the port (the kernel
+    spreads the connections over them). It counts every mail and keeps nothing."""
+    import asyncio
+
+    import uvloop
+    from aiosmtpd.smtp import SMTP
 
     class Counting:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -54,11 +66,23 @@ def _sink(port: int, counter: Any, ready: Any) -> None:
                 counter.value += len(envelope.rcpt_tos)
             return "250 OK"
 
-    controller = Controller(Counting(), hostname="127.0.0.1", port=port)
-    controller.start()
-    ready.set()
-    signal.sigwait({signal.SIGTERM})
-    controller.stop()
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        handler = Counting()
+        server = await loop.create_server(
+            lambda: SMTP(handler, hostname="sink.localhost", enable_SMTPUTF8=True),
+            "127.0.0.1",
+            port,
+            reuse_port=True,
+        )
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        ready.set()
+        await stop.wait()
+        server.close()
+        await server.wait_closed()
+
+    uvloop.run(serve())
 
 
 def _seed(database_url: str, count: int) -> uuid.UUID:
@@ -151,6 +175,20 @@ def _per_message_cost() -> tuple[float, float]:
     return ours, stdlib
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes and all their children."""
+    total = 0.0
+    for pid in pids:
+        try:
+            main = psutil.Process(pid)
+            for proc in (main, *main.children(recursive=True)):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
 class Sampler(threading.Thread):
     """RSS of every worker process (main and pool children), four times a second."""
 
@@ -198,23 +236,29 @@ def main() -> None:
     redis = EmbeddedRedis(tmp / "redis", free_port())
     context = multiprocessing.get_context("spawn")
     counter = context.Value("q", 0)
-    ready = context.Event()
     smtp_port = free_port()
-    sink = context.Process(target=_sink, args=(smtp_port, counter, ready), daemon=True)
+    sink_processes = int(os.environ.get("BENCH_SINK_PROCESSES", str(os.cpu_count() or 2)))
+    sinks = [
+        (context.Process(target=_sink, args=(smtp_port, counter, ready), daemon=True), ready)
+        for ready in (context.Event() for _ in range(max(1, sink_processes)))
+    ]
     workers: list[subprocess.Popen[bytes]] = []
     app = None
     try:
         postgres.start()
         redis.start(persist=False)
-        sink.start()
-        ready.wait(30)
+        for sink, ready in sinks:
+            sink.start()
+            if not ready.wait(30):
+                raise RuntimeError("the SMTP sink did not start")
         database_url = service_database_url(postgres.url(), "newsletter", prefix="bench")
         ensure_database(postgres.url(), database_url.rsplit("/", 1)[-1])
         upgrade("newsletter", database_url)
         list_id = _seed(database_url, count)
         ours_us, stdlib_us = _per_message_cost()
 
-        bare_rate = _bare_loop(smtp_port, bare_count)
+        load_before = os.getloadavg()[0]
+        bare_before = _bare_loop(smtp_port, bare_count)
         counter.value = 0
 
         secret = secrets.token_urlsafe(48)
@@ -262,6 +306,14 @@ def main() -> None:
 
         sampler = Sampler([w.pid for w in workers], counter)
         sampler.start()
+        postmaster = int((tmp / "postgres" / "postmaster.pid").read_text().split()[0])
+        groups = {
+            "workers": [w.pid for w in workers],
+            "sink": [sink.pid or 0 for sink, _ready in sinks],
+            "postgres": [postmaster],
+            "redis": [redis.process.pid if redis.process else 0],
+        }
+        cpu_before = {name: _cpu_seconds(pids) for name, pids in groups.items()}
         with app.app_context(), get_database(app).session() as session:
             campaign = campaigns.create_campaign(
                 session,
@@ -292,6 +344,13 @@ def main() -> None:
             session.rollback()
         sampler.stop.set()
         sampler.join()
+        in_sink = counter.value
+        # The baseline again after the campaign: the faster of the two counts (the stronger
+        # baseline), and the pair shows how steady the machine was.
+        bare_after = _bare_loop(smtp_port, bare_count)
+        bare_rate = max(bare_before, bare_after)
+        load_after = os.getloadavg()[0]
+        cpu = {name: _cpu_seconds(pids) - cpu_before[name] for name, pids in groups.items()}
 
         rate = sent / elapsed
         mib = 1024 * 1024
@@ -299,17 +358,28 @@ def main() -> None:
         children = [rss for _done, rss in sampler.timeline if rss]
         early = children[len(children) // 10] / mib if children else 0.0
         late = children[-1] / mib if children else 0.0
-        print(f"recipients: {count}, state: {state}, sent: {sent}, in the sink: {counter.value}")
+        print(f"recipients: {count}, state: {state}, sent: {sent}, in the sink: {in_sink}")
         print(f"campaign (2 workers):  {rate:,.0f} mails/s over {elapsed:.1f} s "
               f"(first to last mail: {sent / float(span or elapsed):,.0f} mails/s)")  # fmt: skip
         print(
-            f"bare smtplib loop:     {bare_rate:,.0f} mails/s ({bare_count} mails, one connection)"
+            f"bare smtplib loop:     {bare_rate:,.0f} mails/s ({bare_count} mails, one connection;"
+            f" {bare_before:,.0f} before the campaign, {bare_after:,.0f} after it)"
         )
+        print(f"SMTP sink:             {len(sinks)} aiosmtpd processes on one port (uvloop)")
         print(f"ratio:                 {rate / bare_rate:.2f}x the bare loop")
         print(f"worker peak RSS:       {peak:.0f} MiB (largest of the worker processes)")
         print(
             f"sending process RSS:   {early:.0f} MiB at 10 % of the campaign,"
             f" {late:.0f} MiB at the end"
+        )
+        per_mail = ", ".join(
+            f"{name} {seconds / max(1, sent) * 1e6:.0f}" for name, seconds in cpu.items()
+        )
+        print(f"CPU per mail (µs):     {per_mail}")
+        cores = os.cpu_count() or 0
+        print(
+            f"load average:          {load_before:.1f} at start, {load_after:.1f} at end;"
+            f" {cores} cores"
         )
         print(
             f"one message:           {ours_us:.0f} µs compiled"
@@ -327,9 +397,10 @@ def main() -> None:
                 worker.wait()
         if app is not None:
             get_database(app).dispose()
-        if sink.is_alive():
-            sink.terminate()
-            sink.join(10)
+        for sink, _ready in sinks:
+            if sink.is_alive():
+                sink.terminate()
+                sink.join(10)
         redis.stop()
         postgres.stop()
         shutil.rmtree(tmp, ignore_errors=True)

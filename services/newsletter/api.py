@@ -304,6 +304,19 @@ class Bounces(MethodView):
         return {"recorded": count}
 
 
+@bounces_blp.route("/unsubscribe-requests")
+class UnsubscribeRequests(MethodView):
+    @bounces_blp.auth(BOUNCE_SENDERS)
+    @bounces_blp.response(202, schemas.UnsubscribedSchema)
+    @bounces_blp.doc(requestBody={"content": {"message/rfc822": {"schema": {"type": "string"}}}})
+    def post(self) -> Any:
+        """Process a mail that arrived at the ``mailto:`` of List-Unsubscribe (subject
+        ``unsubscribe-{token}``): the token's subscriber leaves every list. Fed like
+        bounces, by whatever receives the mail for that address."""
+        subscriber = services.unsubscribe_by_mail(db_session(), request.get_data())
+        return {"subscriber_id": subscriber.id}
+
+
 @bounces_blp.route("/suppressions")
 class Suppressions(MethodView):
     @bounces_blp.auth(READERS)

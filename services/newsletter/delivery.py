@@ -131,6 +131,10 @@ class SmtpConnection(Mailer):
         self.last_used = time.monotonic()
         return self._connection()
 
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
     def drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -241,14 +245,23 @@ class SmtpPool:
 
     def _envelopes(self, sender: str, items: list[Outgoing]) -> list[_Live]:
         """MAIL, RCPT and DATA on every connection, step by step across connections (or all
-        three at once where the server offers PIPELINING); the ones that reached 354."""
+        three at once where the server offers PIPELINING); the ones that reached 354.
+
+        Once a new connection fails (refused, timed out, turned away), the group's other
+        new connections are not tried: the server is unreachable for now, and each try
+        could cost the whole timeout. Their mails get the same error (retried later,
+        counted toward the error streak)."""
         live: list[_Live] = []
+        unreachable: Exception | None = None
         for connection, item in zip(self.connections, items, strict=False):
+            if unreachable is not None and not connection.connected:
+                item.error = unreachable
+                continue
             try:
                 live.append((connection, connection.open(), item))
             except (OSError, smtplib.SMTPException) as exc:
                 connection.drop()
-                item.error = exc
+                item.error = unreachable = exc
         steps = [
             (lambda item: f"MAIL FROM:<{sender}>", (250,)),
             (lambda item: f"RCPT TO:<{item.recipient}>", (250, 251)),

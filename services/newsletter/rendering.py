@@ -23,6 +23,7 @@ from email.utils import formatdate
 import jinja2
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from shared.mail import address
 from shared.settings import CompanyDetails
@@ -79,11 +80,120 @@ def html_to_text(value: str) -> str:
     return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
 
 
+class _Container:
+    """A block quote or a list item around the lines being written: its prefix on the first
+    line (``"> "``, ``"- "``, ``"3. "``) and on the lines after it."""
+
+    def __init__(self, first: str, rest: str) -> None:
+        self.first = first
+        self.rest = rest
+
+    def take(self) -> str:
+        prefix, self.first = self.first, self.rest
+        return prefix
+
+
+class _PlainText:
+    """Markdown as readable plain text, written from markdown-it's token stream: headings
+    underlined, lists with their markers, links as "text (url)", code indented."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.containers: list[_Container] = []
+        self.lists: list[int | None] = []  # the next number of each open list; None: bullets
+
+    def blank(self) -> None:
+        if self.lines and self.lines[-1].strip(" >"):
+            self.lines.append("".join(c.rest for c in self.containers).rstrip())
+
+    def write(self, lines: list[str]) -> None:
+        for line in lines:
+            self.lines.append(("".join(c.take() for c in self.containers) + line).rstrip())
+
+    def render(self, tokens: list[Token]) -> str:
+        heading = ""
+        cell = False
+        row: list[str] = []
+        for token in tokens:
+            kind = token.type
+            if kind in ("paragraph_open", "heading_open", "table_open", "hr"):
+                if not token.hidden:
+                    self.blank()
+                heading = token.tag if kind == "heading_open" else heading
+                if kind == "hr":
+                    self.write(["-" * 20])
+            elif kind in ("bullet_list_open", "ordered_list_open"):
+                if not self.lists:
+                    self.blank()
+                start = token.attrGet("start")
+                self.lists.append(None if kind == "bullet_list_open" else int(start or 1))
+            elif kind in ("bullet_list_close", "ordered_list_close"):
+                self.lists.pop()
+            elif kind == "list_item_open":
+                number = self.lists[-1]
+                marker = "- " if number is None else f"{number}. "
+                if number is not None:
+                    self.lists[-1] = number + 1
+                self.containers.append(_Container(marker, " " * len(marker)))
+            elif kind == "blockquote_open":
+                self.blank()
+                self.containers.append(_Container("> ", "> "))
+            elif kind in ("list_item_close", "blockquote_close"):
+                self.containers.pop()
+            elif kind in ("fence", "code_block"):
+                self.blank()
+                self.write(["    " + line for line in token.content.rstrip("\n").split("\n")])
+            elif kind in ("th_open", "td_open"):
+                cell = True
+            elif kind == "inline":
+                text = self.inline(token.children or [])
+                underline = {"h1": "=", "h2": "-"}.get(heading)
+                if cell:
+                    row.append(" ".join(text.split()))
+                elif heading:
+                    self.write([text, underline * len(text)] if underline else [text])
+                else:
+                    self.write(text.split("\n"))
+                cell, heading = False, ""
+            elif kind == "tr_close":
+                self.write([" | ".join(row)])
+                row = []
+        return "\n".join(self.lines).strip("\n") + "\n"
+
+    @staticmethod
+    def inline(children: list[Token]) -> str:
+        out: list[str] = []
+        links: list[tuple[str, int]] = []  # href and where the link's text starts
+        for child in children:
+            kind = child.type
+            if kind in ("text", "code_inline", "html_inline"):
+                out.append(child.content)
+            elif kind in ("softbreak", "hardbreak"):
+                out.append("\n")
+            elif kind == "link_open":
+                links.append((str(child.attrGet("href") or ""), len(out)))
+            elif kind == "link_close" and links:
+                href, start = links.pop()
+                label = "".join(out[start:]).strip()
+                shown = href.removeprefix("mailto:")
+                if href and label != shown and label != href:
+                    out.append(f" ({shown})")
+            elif kind == "image":
+                src = str(child.attrGet("src") or "")
+                out.append(f"{child.content} ({src})" if child.content else src)
+        return "".join(out)
+
+
+def markdown_text(body: str) -> str:
+    """The plain-text part of a Markdown body (readable text, not the Markdown source)."""
+    return _PlainText().render(_markdown().parse(body))
+
+
 def body_text(body: str, body_format: str, explicit: str | None) -> str:
     if explicit:
         return explicit
     if body_format == "markdown":
-        return body
+        return markdown_text(body)
     return html_to_text(body_html(body, "html"))
 
 

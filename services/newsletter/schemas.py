@@ -240,6 +240,10 @@ class RecordedSchema(ma.Schema):
     recorded = ma.fields.Integer()
 
 
+class UnsubscribedSchema(ma.Schema):
+    subscriber_id = ma.fields.UUID()
+
+
 class SuppressionOutSchema(ma.Schema):
     email = ma.fields.String()
     reason = ma.fields.String()

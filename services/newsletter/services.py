@@ -7,6 +7,7 @@ import csv
 import email
 import io
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -572,6 +573,29 @@ def one_click_unsubscribe(session: Session, campaign_id: uuid.UUID, token: str) 
         ),
         {"c": campaign_id, "s": subscriber.id},
     )
+    session.commit()
+    return subscriber
+
+
+# The subject that the List-Unsubscribe mailto of every campaign mail asks for.
+_UNSUBSCRIBE_SUBJECT = re.compile(r"\bunsubscribe-([A-Za-z0-9_-]{16,64})")
+
+
+def unsubscribe_by_mail(session: Session, raw: bytes) -> Subscriber:
+    """A mail to the ``mailto:`` of List-Unsubscribe (RFC 2369), subject
+    ``unsubscribe-{token}`` (a reply prefix is fine): the token's subscriber leaves every
+    list, and their pending mails are skipped. Harmless when repeated."""
+    message = email.message_from_bytes(raw, policy=default_policy)
+    found = _UNSUBSCRIBE_SUBJECT.search(str(message.get("Subject") or ""))
+    if found is None:
+        raise Invalid({"body": ["No unsubscribe request (subject unsubscribe-…) in this mail."]})
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.token == found.group(1)))
+    if subscriber is None:
+        raise NotFound("No subscriber has the token of this unsubscribe request.")
+    list_ids = session.scalars(
+        select(Subscription.list_id).where(Subscription.subscriber_id == subscriber.id)
+    )
+    _unsubscribe_lists(session, subscriber, list(list_ids))
     session.commit()
     return subscriber
 

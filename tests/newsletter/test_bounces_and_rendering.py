@@ -144,8 +144,63 @@ def test_compiled_campaign_is_a_correct_mime_message_per_recipient() -> None:
     assert "Hallo Jürgen Müller (Bäckerei &amp; Söhne)" in html
     assert "Vorschau &lt;b&gt;" in html
     assert "https://n.example.org/p?token=0&amp;x=1" in html
-    assert "Eine sehr lange Zeile. " * 40 in text
+    assert ("Eine sehr lange Zeile. " * 40).strip() in text  # one line, not wrapped
     assert CompanyDetails().register in text
+
+
+MARKDOWN = """# Netzwerktreffen im Dezember
+
+Hallo {{ name }}, wir laden **{{ organisation }}** herzlich ein.
+
+## Programm
+
+1. Begrüßung im [Stadtteilzentrum](https://stz.example.org/weg)
+2. Kurzvorträge
+   - Förderprogramme 2027
+   - Ausbildung im *Quartier*
+
+> Anmeldung bis Freitag an [uns](mailto:netzwerk@example.org).
+"""
+
+READABLE = """Netzwerktreffen im Dezember
+===========================
+
+Hallo Jürgen Müller, wir laden Bäckerei Schulz herzlich ein.
+
+Programm
+--------
+
+1. Begrüßung im Stadtteilzentrum (https://stz.example.org/weg)
+2. Kurzvorträge
+   - Förderprogramme 2027
+   - Ausbildung im Quartier
+
+> Anmeldung bis Freitag an uns (netzwerk@example.org).
+"""
+
+
+def test_plain_text_part_is_readable_text_rendered_from_the_markdown() -> None:
+    settings = {"sender": "Netzwerk <netzwerk@example.org>", "subject": "Einladung"}
+    compiled = compile_campaign(
+        campaign_id=uuid.uuid4(), preheader="", body=MARKDOWN, body_format="markdown",
+        explicit_text=None, company=CompanyDetails(), **settings,
+    )  # fmt: skip
+    links = {
+        "unsubscribe_url": "https://n.example.org/u/1",
+        "preferences_url": "https://n.example.org/p",
+    }
+    raw = compiled.render(
+        key="c.1", email="r@example.org", name="Jürgen Müller", organisation="Bäckerei Schulz",
+        token="tok", **links,
+    ).data  # fmt: skip
+    message = email.message_from_bytes(raw, policy=default_policy)
+    text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert READABLE in text.replace("\r\n", "\n")
+    for markup in ("**", "# ", "](", "*Quartier*"):
+        assert markup not in text
+    assert 'href="https://stz.example.org/weg"' in html and ">Stadtteilzentrum</a>" in html
+    assert "<strong>Bäckerei Schulz</strong>" in html
 
 
 def test_pool_reconnects_a_connection_the_server_dropped_while_idle(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
@@ -16,7 +18,7 @@ from sqlalchemy import select
 from services.newsletter.models import Subscriber, Subscription
 from shared.db import get_database
 from shared.smtp_sink import SinkHandler
-from shared.testing import unique_email, wait_until
+from shared.testing import auth, unique_email, wait_until
 
 from .conftest import html_of, one_mail, parse, path_of, text_of
 
@@ -133,6 +135,56 @@ def test_campaign_to_two_lists_then_one_click_unsubscribe_then_no_more_mail(
     assert _finished(newsletter_client, writer, follow_up["id"])["sent"] == 4
     assert len(smtp_sink.to(both[0])) == 1
     assert all(len(smtp_sink.to(a)) == 2 for a in only_a + only_b)
+
+
+def test_a_mail_to_the_list_unsubscribe_mailto_unsubscribes_the_token_s_subscriber(
+    newsletter_worker: Any,
+    smtp_sink: SinkHandler,
+    make_list: Callable[..., str],
+    staff_token: Callable[[str], str],
+    add_subscribers: Callable[..., list[str]],
+    writer: dict[str, str],
+    newsletter_client: FlaskClient,
+    newsletter_app: Flask,
+) -> None:
+    lists = [make_list(), make_list()]
+    leaving, staying = add_subscribers(lists, 2)
+    campaign = _campaign(newsletter_client, writer, lists)
+    newsletter_client.post(f"/api/v1/campaigns/{campaign['id']}/send", headers=writer)
+    assert _finished(newsletter_client, writer, campaign["id"])["sent"] == 2
+    header = str(parse(smtp_sink.to(leaving)[0])["List-Unsubscribe"])
+    mailto = urlsplit(header.split("<mailto:")[1].split(">")[0])
+    request = EmailMessage()
+    request["From"], request["To"] = leaving, mailto.path
+    request["Subject"] = "AW: " + parse_qs(mailto.query)["subject"][0]  # as a client sends it
+    request.set_content("Bitte abmelden.")
+    url = "/api/v1/unsubscribe-requests"
+
+    def post(raw: bytes, headers: dict[str, str] = writer) -> Any:
+        return newsletter_client.post(url, data=raw, content_type="message/rfc822", headers=headers)
+
+    assert post(request.as_bytes(), auth(staff_token("viewer"))).status_code == 403
+    for _ in range(2):  # a second request is harmless
+        done = post(request.as_bytes())
+        assert done.status_code == 202, done.get_json()
+    with get_database(newsletter_app).session() as session:
+        subscriber = session.scalars(select(Subscriber).where(Subscriber.email == leaving)).one()
+        statuses = set(
+            session.scalars(
+                select(Subscription.status).where(Subscription.subscriber_id == subscriber.id)
+            )
+        )
+    assert done.get_json() == {"subscriber_id": str(subscriber.id)}
+    assert statuses == {"unsubscribed"} and subscriber.state == "active"
+    del request["Subject"]
+    request["Subject"] = "unsubscribe-" + "x" * 32
+    assert post(request.as_bytes()).status_code == 404
+    assert post(b"Subject: Hallo\r\n\r\nkein Token").status_code == 422
+
+    follow_up = _campaign(newsletter_client, writer, lists, subject="Nachtrag")
+    newsletter_client.post(f"/api/v1/campaigns/{follow_up['id']}/send", headers=writer)
+    assert _finished(newsletter_client, writer, follow_up["id"])["sent"] == 1
+    assert len(smtp_sink.to(leaving)) == 1 and len(smtp_sink.to(staying)) == 2
 
 
 @pytest.mark.parametrize(

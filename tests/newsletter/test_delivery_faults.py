@@ -4,11 +4,14 @@ Every recipient must get the campaign exactly once (or, if bounced, never)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,8 +22,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from services.newsletter import jobs
-from services.newsletter.models import Subscriber, Suppression
+from services.newsletter.models import Delivery, Subscriber, Suppression
 from shared.db import get_database
+from shared.net import free_port
 from shared.smtp_sink import SinkHandler, start_sink
 from shared.testing import wait_until
 
@@ -71,6 +75,29 @@ FAST = {
     "NEWSLETTER_RATE_PER_SECOND": "150",
     "NEWSLETTER_CHUNK": "10",
 }
+
+
+def _streak_of_ten(port: int, timeout: float = 15) -> dict[str, str]:
+    """Worker settings: mail to this port, pause after ten errors in a row."""
+    return {
+        "SMTP_URL": f"smtp://127.0.0.1:{port}?timeout={timeout}",
+        "NEWSLETTER_MAX_ERROR_STREAK": "10",
+        **FAST,
+    }
+
+
+def _until_paused_by_errors(
+    client: FlaskClient, writer: dict[str, str], campaign_id: str
+) -> dict[str, Any]:
+    path = f"/api/v1/campaigns/{campaign_id}/progress"
+
+    def paused() -> Any:
+        body = client.get(path, headers=writer).get_json()
+        return body if body["state"] == "paused" else None
+
+    progress = dict(wait_until(paused, timeout=60, interval=0.2))
+    assert "zu viele Fehler" in progress["paused_reason"]
+    return progress
 
 
 def test_worker_killed_mid_campaign_every_recipient_exactly_once(
@@ -172,22 +199,10 @@ def test_campaign_pauses_itself_after_too_many_errors_and_resumes(
 ) -> None:
     list_id = make_list()
     add_subscribers([list_id], 40)
-    worker_process(
-        "newsletter",
-        concurrency=1,
-        SMTP_URL=f"smtp://127.0.0.1:{refusing_sink}",
-        NEWSLETTER_MAX_ERROR_STREAK="10",
-        **FAST,
-    )
+    worker_process("newsletter", concurrency=1, **_streak_of_ten(refusing_sink))
     campaign_id = _send(newsletter_client, writer, list_id)
     path = f"/api/v1/campaigns/{campaign_id}/progress"
-
-    def paused() -> Any:
-        body = newsletter_client.get(path, headers=writer).get_json()
-        return body if body["state"] == "paused" else None
-
-    progress = wait_until(paused, timeout=60, interval=0.2)
-    assert "zu viele Fehler" in progress["paused_reason"]
+    _until_paused_by_errors(newsletter_client, writer, campaign_id)
 
     # A group still in flight when the campaign paused counts as sent from its commit until
     # the server's 451 after the final dot puts it back; it must settle at nothing sent.
@@ -201,3 +216,61 @@ def test_campaign_pauses_itself_after_too_many_errors_and_resumes(
     assert resumed.status_code == 202 and resumed.get_json()["state"] == "sending"
     paused_again = newsletter_client.post(f"/api/v1/campaigns/{campaign_id}/pause", headers=writer)
     assert paused_again.get_json()["state"] == "paused"
+
+
+@pytest.fixture(params=["refused", "silent"])
+def unreachable_server(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[int, str, list[socket.socket]]]:
+    """A port where every connect is refused (nothing listens), or a server that accepts
+    connections (kept in the list) and never greets, so that every one times out; and the
+    error expected."""
+    accepted: list[socket.socket] = []
+    if request.param == "refused":
+        yield free_port(), "ConnectionRefusedError", accepted
+        return
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent.settimeout(0.1)
+
+        def accept() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    accepted.append(silent.accept()[0])
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        yield silent.getsockname()[1], "timed out", accepted
+        stop.set()
+        thread.join()
+    for conn in accepted:
+        conn.close()
+
+
+def test_campaign_pauses_itself_when_the_mail_server_cannot_be_reached(
+    unreachable_server: tuple[int, str, list[socket.socket]],
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+    worker_process: Callable[..., subprocess.Popen[bytes]],
+    newsletter_client: FlaskClient,
+    writer: dict[str, str],
+) -> None:
+    """Connection refused and timeouts are no SMTP refusals, but they count toward the error
+    streak all the same: the campaign pauses instead of retrying every recipient. After a
+    failed connect, the group's other connections are not tried (each would time out)."""
+    port, expected_error, accepted = unreachable_server
+    list_id = make_list()
+    add_subscribers([list_id], 40)
+    worker_process("newsletter", concurrency=1, **_streak_of_ten(port, timeout=0.5))
+    campaign_id = _send(newsletter_client, writer, list_id)
+    progress = _until_paused_by_errors(newsletter_client, writer, campaign_id)
+    assert progress["sent"] == 0 and progress["pending"] == 40
+    with get_database(newsletter_client.application).session() as session:
+        tried = session.execute(
+            select(Delivery.last_error, Delivery.attempts).where(
+                Delivery.campaign_id == uuid.UUID(campaign_id), Delivery.attempts > 0
+            )
+        ).all()
+    assert tried and all(expected_error in (error or "") for error, _n in tried), tried
+    if expected_error == "timed out":  # one connection per group, not one per mail
+        assert 0 < len(accepted) < sum(attempts for _error, attempts in tried)

@@ -94,12 +94,18 @@ def compose(trainings: list[dict[str, Any]]) -> str:
             parts.extend([str(item["description"]), ""])
         details = []
         if item.get("seats_left") is not None:
-            details.append(f"noch {item['seats_left']} Plätze frei")
+            details.append(_seats(int(item["seats_left"])))
         if item.get("signup_url"):
             details.append(f"[Jetzt anmelden]({item['signup_url']})")
         if details:
             parts.extend([" · ".join(details), ""])
     return "\n".join(parts)
+
+
+def _seats(left: int) -> str:
+    if left <= 0:
+        return "ausgebucht, Anmeldung auf die Warteliste möglich"
+    return "noch 1 Platz frei" if left == 1 else f"noch {left} Plätze frei"
 
 
 def run_due(session: Session, settings: Settings, now: datetime) -> int:

@@ -148,6 +148,8 @@ class _PlainText:
             elif kind == "inline":
                 text = self.inline(token.children or [])
                 underline = {"h1": "=", "h2": "-"}.get(heading)
+                if _PERSONAL.search(text):
+                    underline = None  # its length is known only per recipient
                 if cell:
                     row.append(" ".join(text.split()))
                 elif heading:

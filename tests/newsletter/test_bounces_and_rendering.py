@@ -160,6 +160,8 @@ Hallo {{ name }}, wir laden **{{ organisation }}** herzlich ein.
    - Ausbildung im *Quartier*
 
 > Anmeldung bis Freitag an [uns](mailto:netzwerk@example.org).
+
+## Bis bald, {{ name }}!
 """
 
 READABLE = """Netzwerktreffen im Dezember
@@ -176,6 +178,9 @@ Programm
    - Ausbildung im Quartier
 
 > Anmeldung bis Freitag an uns (netzwerk@example.org).
+
+Bis bald, Jürgen Müller!
+
 """
 
 

@@ -71,6 +71,18 @@ def test_occurrence_is_the_first_monday_at_nine_in_berlin() -> None:
     assert digest.occurrence(schedule, 2026, 6).isoformat() == "2026-06-01T09:00:00+02:00"
 
 
+def test_composed_digest_names_free_seats_in_german() -> None:
+    base = {"title": "Online-Marketing", "starts_at": "2027-03-29T10:00:00+02:00"}
+    body = digest.compose(
+        [{**base, "seats_left": n, "signup_url": "https://example.org/s"} for n in (3, 1, 0)]
+    )
+    assert "noch 3 Plätze frei · [Jetzt anmelden](https://example.org/s)" in body
+    assert "noch 1 Platz frei" in body
+    assert "ausgebucht, Anmeldung auf die Warteliste möglich" in body
+    assert "noch 0" not in body
+    assert "**Mo., 29.03.2027, 10:00 Uhr**" in body
+
+
 def test_digest_sent_once_per_month_and_skipped_without_news(
     newsletter_app: Flask,
     newsletter_client: FlaskClient,

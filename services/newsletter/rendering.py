@@ -22,6 +22,9 @@ from email.utils import formatdate
 
 import jinja2
 import nh3
+from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
@@ -73,11 +76,19 @@ def body_html(body: str, body_format: str) -> str:
     return nh3.clean(raw, tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"})
 
 
+@functools.cache
+def _html_text_config() -> ParserConfig:
+    return ParserConfig(css=CSS_PROFILES["strict"], display_links=True)
+
+
 def html_to_text(value: str) -> str:
-    value = re.sub(r"(?i)<br\s*/?>|</(p|div|h[1-4]|li|tr)>", "\n", value)
-    value = re.sub(r"(?i)<li[^>]*>", "- ", value)
-    text = html.unescape(nh3.clean(value, tags=set()))
-    return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
+    """The plain-text part of an HTML body, laid out by inscriptis (blocks, lists, tables;
+    links as ``[text](url)``)."""
+    if not value.strip():
+        return "\n"
+    text = get_text(value, _html_text_config())
+    lines = "\n".join(line.rstrip() for line in text.splitlines())
+    return _BLANK_LINES.sub("\n\n", lines).strip() + "\n"
 
 
 class _Container:

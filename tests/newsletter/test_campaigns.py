@@ -244,7 +244,8 @@ def test_sanitised_html_campaign_and_test_send(
         writer,
         [make_list()],
         body_format="html",
-        body='<h2>Hallo {{ name }}</h2><p>Mehr <a href="https://example.org/x">hier</a>.</p>',
+        body='<h2>Hallo {{ name }}</h2><p>Mehr <a href="https://example.org/x">hier</a>.</p>'
+        "<ul><li>Erstens</li><li>Zweitens &amp; Drittens</li></ul>",
     )
     address = unique_email("test")
     response = newsletter_client.post(
@@ -258,6 +259,10 @@ def test_sanitised_html_campaign_and_test_send(
     assert "Hallo &lt;b&gt;Ö&lt;/b&gt;" in html_of(mail)
     assert "Hallo <b>Ö</b>" in text_of(mail)
     assert 'href="https://example.org/x"' in html_of(mail)
+    text = text_of(mail)  # laid out as text: links, list items, entities
+    assert "Mehr [hier](https://example.org/x)." in text
+    assert "* Erstens" in text and "* Zweitens & Drittens" in text
+    assert "<p>" not in text and "<li>" not in text and "&amp;" not in text
 
 
 def test_pause_resume_cancel_and_schedule(

@@ -23,11 +23,18 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class QuietRelayFilter(logging.Filter):
-    """The periodic outbox relay runs every few seconds; its routine lines are noise."""
+# Tasks that beat runs every few seconds: their "received" and "succeeded" lines are noise.
+ROUTINE_TASKS = ("relay_outbox", "newsletter.tick")
+
+
+class QuietRoutineFilter(logging.Filter):
+    """Drops the INFO lines of the routine periodic tasks (warnings and errors stay)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno > logging.INFO or "relay_outbox" not in record.getMessage()
+        if record.levelno > logging.INFO:
+            return True
+        message = record.getMessage()
+        return not any(name in message for name in ROUTINE_TASKS)
 
 
 def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
@@ -45,7 +52,7 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
             logging.Formatter("%(asctime)s %(levelname)s [%(service)s %(request_id)s] %(message)s")
         )
     handler.addFilter(ContextFilter())
-    handler.addFilter(QuietRelayFilter())
+    handler.addFilter(QuietRoutineFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_quartier", False)]:
         root.removeHandler(old)

@@ -54,3 +54,18 @@ def test_unreachable_service_is_service_unavailable(secret_key: str) -> None:
     with pytest.raises(ServiceUnavailable):
         client.get_json("/api/v1/me")
     client.close()
+
+
+def test_routine_periodic_task_lines_are_dropped_but_their_warnings_kept() -> None:
+    import logging
+
+    from shared.logs import QuietRoutineFilter
+
+    def record(level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord("celery.app.trace", level, __file__, 1, message, None, None)
+
+    quiet = QuietRoutineFilter()
+    assert not quiet.filter(record(logging.INFO, "Task newsletter.tick[1] succeeded in 0.02s"))
+    assert not quiet.filter(record(logging.INFO, "Task visits.relay_outbox[2] received"))
+    assert quiet.filter(record(logging.INFO, "Task newsletter.send_campaign[3] received"))
+    assert quiet.filter(record(logging.WARNING, "Task newsletter.tick[4] raised: boom"))

@@ -34,6 +34,10 @@ SCHEDULE: dict[str, dict[str, Any]] = {
 }
 
 
+# Seconds before a mail that the mail server refused is tried again (by ``send_mail``).
+RETRY_SECONDS = 30
+
+
 @functools.cache
 def _mailer(smtp_url: str) -> Mailer:
     """One mailer (one SMTP connection) per worker process, made on first use."""
@@ -45,7 +49,7 @@ def _mailer(smtp_url: str) -> Mailer:
     ignore_result=True,
     bind=True,
     max_retries=4,
-    default_retry_delay=30,
+    default_retry_delay=RETRY_SECONDS,
 )
 def send_mail(self: Any, mail_id: str) -> str:
     from .mails import deliver_mail
@@ -79,7 +83,7 @@ def send_mails(mail_ids: list[str]) -> int:
                 settings=settings,
             )
         except OSError:  # SMTP errors included: the row stays queued
-            send_mail.apply_async(args=[mail_id], countdown=30, queue="visits")
+            send_mail.apply_async(args=[mail_id], countdown=RETRY_SECONDS, queue="visits")
             continue
         sent += outcome == "sent"
     return sent

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from services.visits import services
@@ -23,7 +24,9 @@ from shared.celery_app import get_celery
 from shared.db import get_database, utcnow
 from shared.mail import Mailer, SmtpConfig
 from shared.smtp_sink import SinkHandler, start_sink
-from shared.testing import unique_email, wait_until
+from shared.testing import auth, unique_email, wait_until
+
+from .helpers import close_app, training_body
 
 
 def _pending_registration(app: Flask, email: str, *, enqueue: bool = True) -> uuid.UUID:
@@ -130,3 +133,61 @@ def test_delivery_is_idempotent_and_retries_until_it_gives_up(
     with get_database(visits_app).session() as session:
         # A failed (or sent) mail is never sent again.
         assert deliver_mail(session, mail_id, mailer=mailer, settings=settings) == "skipped"
+
+
+def test_a_mail_refused_inside_a_batch_goes_on_alone_and_arrives_once(
+    make_settings: Callable[..., Any],
+    visits_client: FlaskClient,
+    staff_token: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batched hand-off (``visits.send_mails``): the server refuses the first attempt
+    (451); the mail goes on as ``visits.send_mail`` and is sent on its own, once."""
+    from celery.contrib.testing.worker import start_worker
+
+    from services.visits import tasks
+    from services.visits.app import create_app
+
+    refused: list[str] = []
+
+    def respond(_sender: str, recipients: list[str], _raw: bytes) -> str | None:
+        if recipients[0] not in refused:
+            refused.append(recipients[0])
+            return "451 4.3.0 Try again later"
+        return None
+
+    controller, sink = start_sink(responder=respond)
+    monkeypatch.setattr(tasks, "RETRY_SECONDS", 0.2)
+    training = visits_client.post(
+        "/api/v1/trainings", json=training_body(), headers=auth(staff_token("coordinator"))
+    ).get_json()
+    # An app of its own: this sink, and a Redis database whose queue no other worker reads.
+    app = create_app(
+        make_settings(
+            "visits",
+            smtp_url=f"smtp://127.0.0.1:{sink.port}",  # type: ignore[attr-defined]
+            redis_url=make_settings("visits").redis_url.rsplit("/", 1)[0] + "/8",
+        )
+    )
+    email = unique_email()
+    try:
+        with start_worker(
+            get_celery(app), pool="threads", concurrency=1, perform_ping_check=False,
+            queues=["visits"], shutdown_timeout=30, loglevel="WARNING",
+        ):  # fmt: skip
+            answer = app.test_client().post(
+                f"/api/v1/public/trainings/{training['id']}/registrations",
+                json={"name": "Erika Muster", "email": email},
+            )
+            assert answer.status_code == 202
+            wait_until(lambda: sink.to(email), timeout=20)
+            with get_database(app).session() as session:
+                mail = session.scalars(
+                    select(Mail).join(Mail.registration).where(Registration.email == email)
+                ).one()
+                assert (mail.status, mail.attempts) == ("sent", 2)
+                assert mail.last_error and "451" in mail.last_error
+    finally:
+        close_app(app)
+        controller.stop()
+    assert refused == [email] and len(sink.to(email)) == 1

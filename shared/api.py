@@ -3,7 +3,7 @@ problem+json errors and paginated lists."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import flask_smorest
@@ -12,6 +12,7 @@ import swagger_ui_bundle
 from flask import Flask, Response, send_from_directory
 from flask.typing import ResponseReturnValue
 from webargs.flaskparser import FlaskParser
+from webargs.multidictproxy import MultiDictProxy
 from werkzeug.exceptions import HTTPException
 
 from shared.auth import require_roles
@@ -37,6 +38,45 @@ class StrictParser(FlaskParser):
         self, error: Exception, req: Any, *args: Any, **kwargs: Any
     ) -> Any:
         flask_smorest.abort(400, message="The body is not valid JSON.")
+
+    def pre_load(
+        self, location_data: Mapping[str, Any], *, schema: ma.Schema, req: Any, location: str
+    ) -> Mapping[str, Any]:
+        """Text that no PostgreSQL text column can hold (NUL, or a lone surrogate that JSON
+        allows but UTF-8 does not) is a 422 naming the field, never a database error."""
+        offending = sorted(set(_unstorable(location_data)))
+        if offending:
+            raise ma.ValidationError({field: [UNSTORABLE_TEXT] for field in offending})
+        return location_data
+
+
+UNSTORABLE_TEXT = "Contains a NUL character or an invalid (unpaired surrogate) character."
+
+
+def _unstorable(value: Any, path: str = "") -> Iterator[str]:
+    """The paths of the strings in ``value`` that cannot be stored as text."""
+    if isinstance(value, str):
+        if "\x00" in value or (not value.isascii() and _not_utf8(value)):
+            yield path or "_schema"
+    elif isinstance(value, MultiDictProxy):  # query string or form: every value of a key
+        data: Any = value.data
+        pairs = data.items(multi=True) if hasattr(data, "getlist") else data.items()
+        for key, item in pairs:
+            yield from _unstorable(item, key)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _unstorable(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unstorable(item, f"{path}.{index}" if path else str(index))
+
+
+def _not_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -95,6 +95,37 @@ def test_invalid_fields_are_422_with_field_messages(contacts_client) -> None:
     assert "password" in errors
 
 
+def test_text_no_database_can_hold_is_422_naming_the_field(
+    contacts_client, staff_token: Callable[[str], str]
+) -> None:
+    """NUL characters and unpaired surrogates (which JSON allows) in a body or a query."""
+    headers = {"Authorization": f"Bearer {staff_token('admin')}"}
+    answers = {
+        "body NUL": contacts_client.post(
+            "/api/v1/organisations",
+            json={"kind": "business", "name": "Bäckerei\x00", "tags": ["ok", "a\x00b"]},
+            headers=headers,
+        ),
+        "body surrogate": contacts_client.post(
+            "/api/v1/users",
+            data='{"email": "x@example.org", "password": "lang-genug-123", "role": "viewer",'
+            ' "name": "\\ud8b6 Erika"}',
+            content_type="application/json",
+            headers=headers,
+        ),
+        "query NUL": contacts_client.get(
+            "/api/v1/organisations?district=Gro%C3%9F%00Klein&tags=a&tags=b%00", headers=headers
+        ),
+    }
+    assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(answers, 422)
+    assert all(a.mimetype == PROBLEM for a in answers.values())
+    errors = {name: a.get_json()["errors"] for name, a in answers.items()}
+    assert set(errors["body NUL"]) == {"name", "tags.1"}
+    assert set(errors["body surrogate"]) == {"name"}
+    assert set(errors["query NUL"]) == {"district", "tags"}
+    assert "NUL" in errors["query NUL"]["district"][0]
+
+
 def test_oversized_body_is_413(make_settings: Callable[..., Settings]) -> None:
     from services.contacts.app import create_app
 

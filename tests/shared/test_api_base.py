@@ -126,6 +126,23 @@ def test_text_no_database_can_hold_is_422_naming_the_field(
     assert "NUL" in errors["query NUL"]["district"][0]
 
 
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [("contacts", "/api/v1/organisations"), ("visits", "/api/v1/visits"),
+     ("newsletter", "/api/v1/campaigns"), ("newsletter", "/api/v1/subscribers")],
+)  # fmt: skip
+def test_a_page_number_beyond_any_offset_is_422(
+    apps: dict[str, Flask], staff_token: Callable[[str], str], service: str, path: str
+) -> None:
+    client = apps[service].test_client()
+    headers = {"Authorization": f"Bearer {staff_token('admin')}"}
+    huge = client.get(f"{path}?page=75506016738034673778688", headers=headers)
+    assert huge.status_code == 422 and huge.mimetype == PROBLEM
+    assert "page" in huge.get_json()["errors"]
+    last = client.get(f"{path}?page=1000000&per_page=500", headers=headers)
+    assert last.status_code == 200 and last.get_json()["items"] == []
+
+
 def test_oversized_body_is_413(make_settings: Callable[..., Settings]) -> None:
     from services.contacts.app import create_app
 

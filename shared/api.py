@@ -44,13 +44,19 @@ class StrictParser(FlaskParser):
     ) -> Mapping[str, Any]:
         """Text that no PostgreSQL text column can hold (NUL, or a lone surrogate that JSON
         allows but UTF-8 does not) is a 422 naming the field, never a database error."""
-        offending = sorted(set(_unstorable(location_data)))
-        if offending:
-            raise ma.ValidationError({field: [UNSTORABLE_TEXT] for field in offending})
+        ensure_storable(location_data)
         return location_data
 
 
 UNSTORABLE_TEXT = "Contains a NUL character or an invalid (unpaired surrogate) character."
+
+
+def ensure_storable(data: Any) -> None:
+    """Raise a ValidationError naming each field whose text no database column can hold;
+    for input read without the parser (HTML forms)."""
+    offending = sorted(set(_unstorable(data)))
+    if offending:
+        raise ma.ValidationError({field: [UNSTORABLE_TEXT] for field in offending})
 
 
 def _unstorable(value: Any, path: str = "") -> Iterator[str]:

@@ -10,7 +10,7 @@ import marshmallow as ma
 from flask import Response, request
 from flask.views import MethodView
 
-from shared.api import API_PREFIX, Blueprint, PageArgs, page_of, page_schema
+from shared.api import API_PREFIX, Blueprint, PageArgs, ensure_storable, page_of, page_schema
 from shared.app import get_settings
 from shared.auth import ADMIN, COORDINATOR, READERS, SERVICE, WRITERS
 from shared.db import db_session, utcnow
@@ -484,6 +484,10 @@ class PublicPreferences(MethodView):
                 list_ids = [uuid.UUID(v) for v in request.form.getlist("lists")]
             except ValueError as exc:
                 raise Invalid({"lists": ["Not a list."]}) from exc
+            try:
+                ensure_storable({"name": request.form.get("name") or ""})
+            except ma.ValidationError as exc:
+                raise Invalid(exc.normalized_messages()) from exc
             every = bool(request.form.get("unsubscribe_all"))
             services.save_preferences(
                 db_session(),

@@ -770,12 +770,14 @@ def parse_dsn(raw: bytes) -> list[BounceReport]:
             if not recipient or action not in ("failed", "delayed"):
                 continue
             addr = recipient.split(";", 1)[-1].strip().strip("<>")
+            if "\x00" in addr:  # no address of ours
+                continue
             reports.append(
                 BounceReport(
                     email=addr.lower(),
                     hard=action == "failed" and status.startswith("5"),
-                    status=status,
-                    diagnostic=str(block.get("Diagnostic-Code") or ""),
+                    status=status.replace("\x00", ""),
+                    diagnostic=str(block.get("Diagnostic-Code") or "").replace("\x00", ""),
                 )
             )
     return reports

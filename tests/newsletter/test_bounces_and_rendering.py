@@ -82,6 +82,18 @@ def test_dsn_and_json_bounces_are_recorded_and_hard_ones_suppress(
         ).status_code
         == 422
     )
+    # NUL characters from a broken mail server: the diagnostic loses them, and a recipient
+    # carrying one is no address of ours.
+    garbled = (
+        DSN.format(hard=hard, soft="bad\x00@example.org")
+        .replace("User unknown", "User\x00unknown")
+        .replace("\n", "\r\n")
+        .encode()
+    )
+    again = newsletter_client.post(
+        "/api/v1/bounces", data=garbled, content_type="message/rfc822", headers=writer
+    )
+    assert again.status_code == 202 and again.get_json() == {"recorded": 1}
     with get_database(newsletter_app).session() as session:
         bounces = {
             b.email: b

@@ -158,6 +158,11 @@ def test_preferences_unsubscribe_one_list_keeps_the_others_and_all_blocks_all(
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'name="lists"' in html and "Netzwerk Schmarl" in html
 
+    garbled = newsletter_client.post(
+        "/api/v1/public/preferences", data={"token": token, "name": "Erika\x00", "lists": [a]}
+    )
+    assert garbled.status_code == 422  # and nothing changed:
+    assert set(_statuses(newsletter_app, address).values()) == {"confirmed"}
     saved = newsletter_client.post(
         "/api/v1/public/preferences", data={"token": token, "name": "Erika M.", "lists": [a, c]}
     )

@@ -593,6 +593,8 @@ def test_people_sign_up_on_the_german_form_page(
     bad = visits_client.post(f"/{path}", data={"name": "Eve", "email": "kein-mail"})
     assert bad.status_code == 422
     assert "gültige E-Mail-Adresse" in bad.get_data(as_text=True)
+    nul = visits_client.post(f"/{path}", data={"name": "Eve\x00", "email": unique_email()})
+    assert nul.status_code == 422 and nul.mimetype == "text/html"
 
     email = unique_email("formular")
     done = visits_client.post(

@@ -550,8 +550,13 @@ def _block(session: Session, subscriber: Subscriber, reason: str) -> None:
 # Public pages: one-click unsubscribe and preferences.
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # as models.new_token makes them
+
+
 def subscriber_by_token(session: Session, token: str) -> Subscriber:
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.token == token))
+    subscriber = None
+    if _TOKEN.fullmatch(token):
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.token == token))
     if subscriber is None:
         raise NotFound("Dieser Abmeldelink ist ungültig.")
     return subscriber
@@ -578,7 +583,7 @@ def one_click_unsubscribe(session: Session, campaign_id: uuid.UUID, token: str) 
 
 
 # The subject that the List-Unsubscribe mailto of every campaign mail asks for.
-_UNSUBSCRIBE_SUBJECT = re.compile(r"\bunsubscribe-([A-Za-z0-9_-]{16,64})")
+_UNSUBSCRIBE_SUBJECT = re.compile(rf"\bunsubscribe-({_TOKEN.pattern})")
 
 
 def unsubscribe_by_mail(session: Session, raw: bytes) -> Subscriber:

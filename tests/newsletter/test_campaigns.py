@@ -363,6 +363,8 @@ def test_unsubscribe_takes_effect_for_mails_not_yet_sent(
         use_cases.prepare_campaign(session, campaign_id, parallelism=1)  # rows queued, no worker
         token = session.scalar(select(Subscriber.token).where(Subscriber.email == leaving))
     client = newsletter_app.test_client(use_cookies=False)
+    for garbled in (f"{token}%00", "%00", "x" * 300):
+        assert client.post(f"/api/v1/public/unsubscribe/{campaign_id}/{garbled}").status_code == 404
     assert client.post(f"/api/v1/public/unsubscribe/{campaign_id}/{token}").status_code == 200
 
     celery_worker_for("newsletter")

@@ -345,7 +345,7 @@ class Districts(MethodView):
         return vocab.create_district(db_session(), name=data["name"], actor=_actor())
 
 
-@vocab_blp.route("/districts/<int:district_id>")
+@vocab_blp.route("/districts/<int(max=2147483647):district_id>")  # the column is an integer
 class DistrictById(MethodView):
     @vocab_blp.auth(ADMINS)
     @vocab_blp.arguments(schemas.DistrictPatchSchema)

@@ -368,6 +368,11 @@ def test_admin_maintains_districts_and_needs(
         f"/api/v1/districts/{created.get_json()['id']}", json={"active": False}, headers=admin
     )
     assert retired.get_json()["active"] is False
+    for beyond in (2**31, 17592186044415):
+        gone = contacts_client.patch(
+            f"/api/v1/districts/{beyond}", json={"active": False}, headers=admin
+        )
+        assert gone.status_code == 404 and gone.mimetype == "application/problem+json"
 
     needs = contacts_client.get("/api/v1/needs", headers=viewer).get_json()
     assert {"Digitalisierung", "Online-Marketing", "Fachkräfte", "Fläche gesucht", "Nachfolge"} <= {

@@ -123,8 +123,7 @@ class Api(flask_smorest.Api):
 
 
 class PageArgs(ma.Schema):
-    # Capped so that the row offset always fits the database's integers.
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=1_000_000))
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
     per_page = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
 
 

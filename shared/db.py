@@ -97,6 +97,14 @@ def db_session() -> Session:
     return session
 
 
+MAX_OFFSET = 2**62  # beyond any table: a bigger page number must not overflow the database
+
+
+def page_offset(page: int, per_page: int) -> int:
+    """The row offset of a page (1-based); a page beyond every table is simply empty."""
+    return min((page - 1) * per_page, MAX_OFFSET)
+
+
 def get_or_not_found(session: Session, model: type[T], key: Any, detail: str) -> T:
     """The row with this primary key, or :class:`shared.errors.NotFound` (a 404)."""
     from shared.errors import NotFound

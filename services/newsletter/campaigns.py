@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from shared.auth import sign_link
-from shared.db import utcnow
+from shared.db import page_offset, utcnow
 from shared.errors import Conflict, Invalid, NotFound
 from shared.mail import SmtpConfig, address, has_line_break
 from shared.problems import ServiceUnavailable
@@ -92,7 +92,7 @@ def list_campaigns(session: Session, page: int, per_page: int) -> tuple[list[Cam
         select(Campaign)
         .order_by(Campaign.created_at.desc())
         .limit(per_page)
-        .offset((page - 1) * per_page)
+        .offset(page_offset(page, per_page))
     ).all()
     return list(items), total
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.auth import LinkError, load_link, sign_link
-from shared.db import get_or_not_found, utcnow
+from shared.db import get_or_not_found, page_offset, utcnow
 from shared.errors import Conflict, Gone, Invalid, NotFound
 from shared.mail import Mailer, SmtpConfig, address, build_message, has_line_break
 from shared.settings import Settings
@@ -456,7 +456,7 @@ def list_subscribers(
         stmt = stmt.where(Subscriber.email.contains(q.strip().lower(), autoescape=True))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     items = session.scalars(
-        stmt.order_by(Subscriber.email).limit(per_page).offset((page - 1) * per_page)
+        stmt.order_by(Subscriber.email).limit(per_page).offset(page_offset(page, per_page))
     ).all()
     return list(items), total
 

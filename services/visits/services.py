@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.auth import LinkError, load_link, sign_link
-from shared.db import Timestamp, get_or_not_found, utcnow
+from shared.db import Timestamp, get_or_not_found, page_offset, utcnow
 from shared.errors import Conflict, DomainError, Gone, Invalid, NotFound
 from shared.events import get_bus
 
@@ -347,7 +347,7 @@ def _page(session: Session, where: Any, page: int, per_page: int) -> tuple[list[
     rows = session.scalars(
         base.order_by(Visit.occurred_at.desc(), Visit.id)
         .limit(per_page)
-        .offset((page - 1) * per_page)
+        .offset(page_offset(page, per_page))
     ).unique()
     return list(rows), total
 
@@ -477,7 +477,9 @@ def list_trainings(
         query = query.where(Training.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
-        query.order_by(Training.starts_at.desc()).limit(per_page).offset((page - 1) * per_page)
+        query.order_by(Training.starts_at.desc())
+        .limit(per_page)
+        .offset(page_offset(page, per_page))
     )
     return _views(session, list(rows)), total
 
@@ -491,7 +493,7 @@ def public_trainings(
     rows = session.scalars(
         query.order_by(Training.starts_at, Training.id)
         .limit(per_page)
-        .offset((page - 1) * per_page)
+        .offset(page_offset(page, per_page))
     )
     return _views(session, list(rows)), total
 

@@ -131,16 +131,14 @@ def test_text_no_database_can_hold_is_422_naming_the_field(
     [("contacts", "/api/v1/organisations"), ("visits", "/api/v1/visits"),
      ("newsletter", "/api/v1/campaigns"), ("newsletter", "/api/v1/subscribers")],
 )  # fmt: skip
-def test_a_page_number_beyond_any_offset_is_422(
+def test_a_page_beyond_any_offset_is_empty(
     apps: dict[str, Flask], staff_token: Callable[[str], str], service: str, path: str
 ) -> None:
     client = apps[service].test_client()
     headers = {"Authorization": f"Bearer {staff_token('admin')}"}
-    huge = client.get(f"{path}?page=75506016738034673778688", headers=headers)
-    assert huge.status_code == 422 and huge.mimetype == PROBLEM
-    assert "page" in huge.get_json()["errors"]
-    last = client.get(f"{path}?page=1000000&per_page=500", headers=headers)
-    assert last.status_code == 200 and last.get_json()["items"] == []
+    for page in (75506016738034673778688, 2**62):
+        huge = client.get(f"{path}?page={page}&per_page=500", headers=headers)
+        assert huge.status_code == 200 and huge.get_json()["items"] == []
 
 
 def test_oversized_body_is_413(make_settings: Callable[..., Settings]) -> None:

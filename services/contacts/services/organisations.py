@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from shared.db import page_offset
 from shared.errors import Conflict, Invalid
 from shared.events import record_event
 
@@ -68,7 +69,6 @@ TEXT_FIELDS = (
     "email",
     "phone",
 )
-MAX_OFFSET = 2**62  # beyond any table; a bigger page number must not overflow the database
 SORTS = {
     "name": Organisation.name,
     "created_at": Organisation.created_at,
@@ -345,8 +345,9 @@ def paginate(
     session: Session, query: Select[Any], page: int, per_page: int
 ) -> tuple[list[Any], int]:
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    offset = min((page - 1) * per_page, MAX_OFFSET)
-    items = list(session.scalars(query.limit(per_page).offset(offset)).unique())
+    items = list(
+        session.scalars(query.limit(per_page).offset(page_offset(page, per_page))).unique()
+    )
     return items, total
 
 

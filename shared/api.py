@@ -4,6 +4,7 @@ problem+json errors and paginated lists."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import flask_smorest
@@ -170,6 +171,7 @@ def init_api(app: Flask, title: str, description: str = "") -> Api:
         },
     )
     api = Api(app)
+    api.ma_plugin.converter.add_attribute_function(_decimal_bounds_as_numbers)
     app.extensions["quartier.api"] = api
 
     assets = swagger_ui_bundle.swagger_ui_path
@@ -179,6 +181,22 @@ def init_api(app: Flask, title: str, description: str = "") -> Api:
         return send_from_directory(assets, filename, max_age=86400)
 
     return api
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _decimal_bounds_as_numbers(_converter: Any, field: ma.fields.Field, **kwargs: Any) -> dict:
+    """apispec writes the Range of a Decimal field as the field serialises it (a string
+    such as ``"0.00"``); an OpenAPI ``number`` needs numbers there."""
+    if not isinstance(field, ma.fields.Decimal):
+        return {}
+    ret: dict[str, Any] = kwargs["ret"]
+    return {
+        key: float(value)
+        for key, value in ret.items()
+        if key in _BOUNDS and isinstance(value, str | Decimal)
+    }
 
 
 __all__ = [

@@ -13,13 +13,19 @@ from pythonjsonlogger.json import JsonFormatter
 REQUEST_ID_HEADER = "X-Request-ID"
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
-service_var: ContextVar[str | None] = ContextVar("service", default=None)
 
 
 class ContextFilter(logging.Filter):
+    """The process's service (one per process: it holds in every thread, gunicorn's too)
+    and the request id of the current request."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
-        record.service = service_var.get()
+        record.service = self.service
         return True
 
 
@@ -38,7 +44,6 @@ class QuietRoutineFilter(logging.Filter):
 
 
 def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
-    service_var.set(service)
     handler = logging.StreamHandler(sys.stderr)
     if json_lines:
         handler.setFormatter(
@@ -51,7 +56,7 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s [%(service)s %(request_id)s] %(message)s")
         )
-    handler.addFilter(ContextFilter())
+    handler.addFilter(ContextFilter(service))
     handler.addFilter(QuietRoutineFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_quartier", False)]:

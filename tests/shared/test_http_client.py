@@ -69,3 +69,24 @@ def test_routine_periodic_task_lines_are_dropped_but_their_warnings_kept() -> No
     assert not quiet.filter(record(logging.INFO, "Task visits.relay_outbox[2] received"))
     assert quiet.filter(record(logging.INFO, "Task newsletter.send_campaign[3] received"))
     assert quiet.filter(record(logging.WARNING, "Task newsletter.tick[4] raised: boom"))
+
+
+def test_log_lines_name_the_service_in_threads_started_later() -> None:
+    """gunicorn's threads start with a context of their own: the service must hold there."""
+    import logging
+    import threading
+
+    from shared.logs import ContextFilter
+
+    context = ContextFilter("visits")
+    seen: dict[str, object] = {}
+
+    def handle_request() -> None:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "hallo", None, None)
+        context.filter(record)
+        seen["service"] = record.service  # type: ignore[attr-defined]
+
+    thread = threading.Thread(target=handle_request)
+    thread.start()
+    thread.join()
+    assert seen == {"service": "visits"}

@@ -311,8 +311,9 @@ class UnsubscribeRequests(MethodView):
     @bounces_blp.doc(requestBody={"content": {"message/rfc822": {"schema": {"type": "string"}}}})
     def post(self) -> Any:
         """Process a mail that arrived at the ``mailto:`` of List-Unsubscribe (subject
-        ``unsubscribe-{token}``): the token's subscriber leaves every list. Fed like
-        bounces, by whatever receives the mail for that address."""
+        ``unsubscribe-{campaign}-{token}``): the token's subscriber leaves the campaign's
+        lists, as with the one-click link. Fed like bounces, by whatever receives the mail
+        for that address."""
         subscriber = services.unsubscribe_by_mail(db_session(), request.get_data())
         return {"subscriber_id": subscriber.id}
 

@@ -272,6 +272,7 @@ class CompiledCampaign:
     boundary: str
     domain: str
     mailto: str
+    unsubscribe_subject: str  # the mailto's subject before the token: names the campaign
 
     def render(
         self,
@@ -303,7 +304,7 @@ class CompiledCampaign:
             f"Date: {_clock.now()}\r\n"
             f"Message-ID: {message_id}\r\n"
             f"List-Unsubscribe: <{unsubscribe_url}>,\r\n"
-            f" <mailto:{self.mailto}?subject=unsubscribe-{token}>\r\n"
+            f" <mailto:{self.mailto}?subject={self.unsubscribe_subject}{token}>\r\n"
         ).encode("ascii")
         boundary = self.boundary.encode("ascii")
         part = (
@@ -376,6 +377,7 @@ def compile_campaign(
         boundary=boundary,
         domain=domain,
         mailto=f"unsubscribe@{domain}",
+        unsubscribe_subject=f"unsubscribe-{campaign_id.hex}-",
     )
 
 

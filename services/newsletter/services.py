@@ -27,6 +27,7 @@ from shared.settings import Settings
 
 from . import jobs
 from .models import (
+    Campaign,
     ConsentRecord,
     Delivery,
     MailingList,
@@ -582,21 +583,26 @@ def one_click_unsubscribe(session: Session, campaign_id: uuid.UUID, token: str) 
     return subscriber
 
 
-# The subject that the List-Unsubscribe mailto of every campaign mail asks for.
-_UNSUBSCRIBE_SUBJECT = re.compile(rf"\bunsubscribe-({_TOKEN.pattern})")
+# The subject that the List-Unsubscribe mailto of every campaign mail asks for:
+# unsubscribe-{campaign}-{token} (mails of earlier versions: unsubscribe-{token}).
+_UNSUBSCRIBE_SUBJECT = re.compile(rf"\bunsubscribe-(?:([0-9a-f]{{32}})-)?({_TOKEN.pattern})")
 
 
 def unsubscribe_by_mail(session: Session, raw: bytes) -> Subscriber:
     """A mail to the ``mailto:`` of List-Unsubscribe (RFC 2369), subject
-    ``unsubscribe-{token}`` (a reply prefix is fine): the token's subscriber leaves every
-    list, and their pending mails are skipped. Harmless when repeated."""
+    ``unsubscribe-{campaign}-{token}`` (a reply prefix is fine): as the one-click link, the
+    token's subscriber leaves the campaign's lists and counts as unsubscribed from it. A
+    subject without a known campaign leaves every list. Harmless when repeated."""
     message = email.message_from_bytes(raw, policy=default_policy)
     found = _UNSUBSCRIBE_SUBJECT.search(str(message.get("Subject") or ""))
     if found is None:
         raise Invalid({"body": ["No unsubscribe request (subject unsubscribe-…) in this mail."]})
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.token == found.group(1)))
+    campaign, token = found.group(1), found.group(2)
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.token == token))
     if subscriber is None:
         raise NotFound("No subscriber has the token of this unsubscribe request.")
+    if campaign and session.get(Campaign, uuid.UUID(campaign)) is not None:
+        return one_click_unsubscribe(session, uuid.UUID(campaign), token)
     list_ids = session.scalars(
         select(Subscription.list_id).where(Subscription.subscriber_id == subscriber.id)
     )

@@ -149,6 +149,15 @@ def test_a_mail_to_the_list_unsubscribe_mailto_unsubscribes_the_token_s_subscrib
 ) -> None:
     lists = [make_list(), make_list()]
     leaving, staying = add_subscribers(lists, 2)
+    other_list = make_list()  # not in the campaign: a request by mail leaves it alone
+    also = newsletter_client.post(
+        "/api/v1/subscribers/import",
+        json={"list_ids": [other_list], "source": "import", "consent_text_version": "2026-01",
+              "consented_at": datetime.now(UTC).isoformat(), "note": "Formular",
+              "subscribers": [{"email": leaving}]},
+        headers=writer,
+    )  # fmt: skip
+    assert also.status_code == 200, also.get_json()
     campaign = _campaign(newsletter_client, writer, lists)
     newsletter_client.post(f"/api/v1/campaigns/{campaign['id']}/send", headers=writer)
     assert _finished(newsletter_client, writer, campaign["id"])["sent"] == 2
@@ -175,10 +184,21 @@ def test_a_mail_to_the_list_unsubscribe_mailto_unsubscribes_the_token_s_subscrib
             )
         )
     assert done.get_json() == {"subscriber_id": str(subscriber.id)}
-    assert statuses == {"unsubscribed"} and subscriber.state == "active"
+    assert statuses == {"unsubscribed", "confirmed"} and subscriber.state == "active"
+    assert _finished(newsletter_client, writer, campaign["id"])["unsubscribed"] == 1
     del request["Subject"]
     request["Subject"] = "unsubscribe-" + "x" * 32
     assert post(request.as_bytes()).status_code == 404
+    del request["Subject"]  # the form of earlier mails, without the campaign: every list
+    request["Subject"] = f"unsubscribe-{subscriber.token}"
+    assert post(request.as_bytes()).status_code == 202
+    with get_database(newsletter_app).session() as session:
+        statuses = set(
+            session.scalars(
+                select(Subscription.status).where(Subscription.subscriber_id == subscriber.id)
+            )
+        )
+    assert statuses == {"unsubscribed"}
     assert post(b"Subject: Hallo\r\n\r\nkein Token").status_code == 422
 
     follow_up = _campaign(newsletter_client, writer, lists, subject="Nachtrag")

@@ -67,9 +67,10 @@ def _unstorable(value: Any, path: str = "") -> Iterator[str]:
             yield path or "_schema"
     elif isinstance(value, MultiDictProxy):  # query string or form: every value of a key
         data: Any = value.data
-        pairs = data.items(multi=True) if hasattr(data, "getlist") else data.items()
-        for key, item in pairs:
-            yield from _unstorable(item, key)
+        for key in set(data.keys()):
+            items = data.getlist(key) if hasattr(data, "getlist") else [data[key]]
+            for item in items:
+                yield from _unstorable(item, key)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from _unstorable(item, f"{path}.{key}" if path else str(key))

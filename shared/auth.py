@@ -58,10 +58,6 @@ class Principal:
     role: str
     email: str | None = None
 
-    @property
-    def is_service(self) -> bool:
-        return self.role == SERVICE
-
 
 class InvalidToken(Exception):
     pass

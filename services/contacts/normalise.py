@@ -110,10 +110,6 @@ def _text_terms(text: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def index_text(*texts: str | None) -> str:
-    return " ".join(index_terms(*texts))
-
-
 def tsvector(*parts: tuple[list[str], str]) -> str:
     """A ``tsvector`` in PostgreSQL's input syntax from (terms, weight) pairs, as
     ``to_tsvector('simple', ...)`` with ``setweight`` would build it; a term keeps the

@@ -369,16 +369,6 @@ def engine_for(settings: Settings, config: DeliveryConfig) -> Engine:
         return engine
 
 
-def forget_process_resources() -> None:
-    """After a fork: the child must not share the parent's sockets."""
-    with _lock:
-        _pools.clear()
-        _caps.clear()
-        for engine in _engines.values():
-            engine.dispose(close=False)
-        _engines.clear()
-
-
 @dataclass
 class Claimed:
     id: int

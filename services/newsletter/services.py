@@ -29,7 +29,6 @@ from . import jobs
 from .models import (
     Campaign,
     ConsentRecord,
-    Delivery,
     MailingList,
     Subscriber,
     Subscription,
@@ -67,12 +66,17 @@ def _check_name(name: str, field: str = "name") -> str:
 def create_list(session: Session, **values: Any) -> MailingList:
     mailing_list = MailingList(**values)
     session.add(mailing_list)
+    _commit_list(session)
+    return mailing_list
+
+
+def _commit_list(session: Session) -> None:
+    """Commit a new or renamed list; a name taken already is a 409."""
     try:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
         raise Conflict("A list with this name exists already.") from exc
-    return mailing_list
 
 
 def list_lists(session: Session) -> list[MailingList]:
@@ -87,11 +91,7 @@ def update_list(session: Session, list_id: uuid.UUID, **values: Any) -> MailingL
     mailing_list = get_list(session, list_id)
     for key, value in values.items():
         setattr(mailing_list, key, value)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict("A list with this name exists already.") from exc
+    _commit_list(session)
     return mailing_list
 
 
@@ -818,12 +818,3 @@ def record_bounces(
 
 def list_suppressions(session: Session) -> list[Suppression]:
     return list(session.scalars(select(Suppression).order_by(Suppression.created_at.desc())))
-
-
-def delivery_count(session: Session, campaign_id: uuid.UUID) -> int:
-    return (
-        session.scalar(
-            select(func.count()).select_from(Delivery).where(Delivery.campaign_id == campaign_id)
-        )
-        or 0
-    )

@@ -166,7 +166,7 @@ def _staged(
     person: Mapping[str, str],
 ) -> tuple[Any, ...]:
     """A valid row as a row of import_rows: its fields, its person, and its folded text as
-    a new organisation would have it (see organisations.new_snapshot and search_fields)."""
+    a new organisation would have it (see organisations.snapshot and search_fields)."""
     try:
         parsed_id = uuid.UUID(record_id) if record_id else None
     except ValueError:
@@ -435,7 +435,7 @@ def _fail(session: Session, import_id: uuid.UUID, errors: Mapping[str, Any]) -> 
     session.commit()
 
 
-# How a new organisation's snapshot (organisations.new_snapshot) reads from import_rows.
+# How a new organisation's snapshot (the shape of organisations.snapshot) reads from import_rows.
 _SNAPSHOT_SQL = {
     **{field: f"s.{field}" for field in organisations.FIELDS},
     "status": "COALESCE(s.status, 'prospect')",

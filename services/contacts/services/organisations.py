@@ -106,22 +106,6 @@ def snapshot(org: Organisation) -> dict[str, Any]:
     return data
 
 
-def new_snapshot(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The snapshot of an organisation not written yet (bulk import): the same shape."""
-    data: dict[str, Any] = {field: values.get(field) for field in FIELDS}
-    data.update(
-        kind=values.get("kind") or "business",
-        status=values.get("status") or "prospect",
-        tags=list(values.get("tags") or []),
-        notes=values.get("notes") or "",
-        email=fold_email(values.get("email")),
-        district=values.get("district"),
-        needs=list(values.get("needs") or []),
-        archived=False,
-    )
-    return data
-
-
 def event_payload(organisation_id: Any, snap: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": str(organisation_id), **{key: snap[key] for key in EVENT_FIELDS}}
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, text
+from sqlalchemy import DateTime, Engine, Executable, MetaData, Row, create_engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Stable constraint names, so that Alembic migrations can name what they alter or drop.
@@ -44,31 +46,78 @@ class Database:
     """An engine and a session factory for one service's database."""
 
     def __init__(self, url: str, **engine_options: Any) -> None:
-        options: dict[str, Any] = {
+        self.url = url
+        self._engine_options = engine_options
+        self.engine: Engine = self._new_engine()
+        self.sessionmaker: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers: dict[tuple[tuple[str, str], ...], Engine] = {}
+
+    def _new_engine(self, **options: Any) -> Engine:
+        options = {
             "pool_pre_ping": True,
             "pool_size": 5,
             "max_overflow": 10,
             "pool_timeout": 10,
-            "connect_args": {"connect_timeout": 5},
+            **self._engine_options,
+            **options,
         }
-        options.update(engine_options)
-        self.url = url
-        self.engine: Engine = create_engine(url, **options)
-        self.sessionmaker: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        connect_args = {"connect_timeout": 5, **options.pop("connect_args", {})}
+        return create_engine(self.url, connect_args=connect_args, **options)
 
     def session(self) -> Session:
         return self.sessionmaker()
 
+    def reader(self, **server_settings: str) -> Engine:
+        """An engine for reads of one statement, in autocommit: no BEGIN and ROLLBACK
+        around each, and these server settings (``enable_seqscan="off"``) on its own
+        connections, without a round trip per use. One pool per set of settings; its
+        connections are not pinged before use (see :meth:`read`)."""
+        key = tuple(sorted(server_settings.items()))
+        engine = self._readers.get(key)
+        if engine is None:
+            options = " ".join(f"-c {name}={value}" for name, value in key)
+            engine = self._readers.setdefault(
+                key,
+                self._new_engine(
+                    isolation_level="AUTOCOMMIT",
+                    pool_pre_ping=False,
+                    connect_args={"options": options} if options else {},
+                ),
+            )
+        return engine
+
+    def read(
+        self, statement: Executable, parameters: Mapping[str, Any], **server_settings: str
+    ) -> list[Row[Any]]:
+        """The rows of one read-only statement, on a :meth:`reader`. Instead of a ping
+        before each use (a round trip of its own), a connection found dead (the server
+        restarted) is dropped with the rest of the pool and the statement runs once more on
+        a new one, which a read allows."""
+        engine = self.reader(**server_settings)
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(statement, parameters))
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        with engine.connect() as conn:
+            return list(conn.execute(statement, parameters))
+
+    def _engines(self) -> list[Engine]:
+        return [self.engine, *self._readers.values()]
+
     def after_fork(self) -> None:
         # The child must not reuse the parent's sockets; close=False leaves them to the parent.
-        self.engine.dispose(close=False)
+        for engine in self._engines():
+            engine.dispose(close=False)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        for engine in self._engines():
+            engine.dispose()
 
 
 def init_db(app: Flask, url: str) -> Database:

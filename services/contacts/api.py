@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from shared.api import API_PREFIX, Blueprint, page_of
 from shared.app import get_settings
 from shared.auth import ADMINS, READERS, WRITERS, current_principal
-from shared.db import db_session
+from shared.db import db_session, get_database
 
 from . import schemas, services, tasks
 from .services import (
@@ -393,7 +393,7 @@ class Search(MethodView):
         Case and accents do not matter (``muller`` finds Müller), ``Str.`` is ``Straße``,
         and every word is a prefix, for type-ahead."""
         hits = search.search(
-            db_session(), args["q"], limit=args["limit"], include_archived=args["archived"]
+            get_database(), args["q"], limit=args["limit"], include_archived=args["archived"]
         )
         return {"items": hits}
 

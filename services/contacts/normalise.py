@@ -74,11 +74,17 @@ def tokens(text: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=65536)
+def search_key(token: str) -> str:
+    """The spelling of a token with every umlaut as its bare vowel, written either way:
+    ``Müller``, ``Mueller`` and ``Muller`` -> ``muller``. Among the terms of every token,
+    so a search looks for this one alone."""
+    return _DE_TRANSLITERATION.sub(lambda m: m.group(1)[0], transliterate(token))
+
+
+@functools.lru_cache(maxsize=65536)
 def variants(token: str) -> frozenset[str]:
     """The spellings a folded token may have: ü as u and as ue, and ue written for ü."""
-    folded = strip_accents(token)
-    translit = transliterate(token)
-    found = {folded, translit, _DE_TRANSLITERATION.sub(lambda m: m.group(1)[0], translit)}
+    found = {strip_accents(token), transliterate(token), search_key(token)}
     return frozenset(value for value in found if value)
 
 
@@ -136,28 +142,21 @@ def weighted_tsvectors(names: list[str], rest: list[str]) -> tuple[str, str]:
     return " ".join(entries), " ".join(entries[: len(names)])
 
 
-def query_terms(query: str) -> list[set[str]]:
-    """For each word the user typed, the spellings to look for (each a prefix)."""
-    result: list[set[str]] = []
-    for raw in tokens(query):
-        options = set(variants(raw))
-        expanded = tokens(expand_street(raw + ("." if raw.lower().endswith("str") else "")))
-        for token in expanded:
-            options |= variants(token)
-        result.append(options)
-    return result
+def query_terms(query: str) -> list[str]:
+    """For each word the user typed, the prefix to look for: its :func:`search_key`.
+
+    A prefix of a word has as its key a prefix of the word's key (``mue`` -> ``mu``,
+    ``muel`` -> ``mul`` of ``muller``), so type-ahead finds every spelling with one
+    prefix; ``str`` is a prefix of ``strasse`` as typed."""
+    return [key for key in (search_key(raw) for raw in tokens(query)) if key]
 
 
 def tsquery(query: str) -> str | None:
-    """A ``tsquery`` in PostgreSQL's input syntax: every word must match one of its
-    spellings as a prefix. Written as the tsvector is (not parsed again by PostgreSQL, which
-    would split e.g. ``1e5abc``); terms are letters and digits, so need no escaping."""
-    groups = query_terms(query)
-    if not groups:
-        return None
-    return " & ".join(
-        "(" + " | ".join(f"'{term}':*" for term in sorted(group)) + ")" for group in groups
-    )
+    """A ``tsquery`` in PostgreSQL's input syntax: every word must match as a prefix.
+    Written as the tsvector is (not parsed again by PostgreSQL, which would split e.g.
+    ``1e5abc``); terms are letters and digits, so need no escaping."""
+    keys = query_terms(query)
+    return " & ".join(f"'{key}':*" for key in keys) if keys else None
 
 
 def match_name(name: str, legal_form: str | None = None) -> str:

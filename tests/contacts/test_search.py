@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from services.contacts.normalise import index_terms, match_name, tsquery
+from services.contacts.normalise import index_terms, match_name, query_terms, tsquery
+from services.contacts.services.search import CANDIDATES
 
 from .conftest import Maker, suffix
 
@@ -21,7 +22,12 @@ def test_folding_without_the_database() -> None:
     assert {"gross", "klein"} <= set(index_terms("Groß Klein"))
     assert "hauptstrasse" in index_terms("Hauptstr. 5")
     assert tsquery("  ") is None
-    assert tsquery("a'b | c & !d:*") == "('a':*) & ('b':*) & ('c':*) & ('d':*)"
+    assert tsquery("a'b | c & !d:*") == "'a':* & 'b':* & 'c':* & 'd':*"
+    assert tsquery("Müller Straße") == tsquery("mueller strasse") == "'muller':* & 'strasse':*"
+    for spelling in ("Müller", "Mueller", "Muller", "Steuerberatung", "Groß", "Café"):
+        (key,) = query_terms(spelling)
+        assert key in index_terms(spelling), spelling
+    assert query_terms("Hauptstr.") == ["hauptstr"]  # a prefix of "hauptstrasse"
     assert match_name("Bäckerei Müller GmbH") == match_name("Baeckerei Mueller")
 
 
@@ -107,6 +113,29 @@ def test_ranking_puts_name_matches_first(
     by_name = make_org(name=f"Bäckergang{token} Backwaren")
     found = _search(contacts_client, coordinator, f"backergang{token}")
     assert found[:2] == [by_name["id"], by_street["id"]]
+
+
+def test_a_broad_word_ranks_names_first_each_record_once(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """More matches than search.CANDIDATES: the street matches come from the first pages
+    of the table (the probe), the name matches from the index; none twice, none archived."""
+    token = suffix()
+    by_name = [make_org(name=f"Ufergasse{token} Laden {n}") for n in range(3)]
+    both = make_org(name=f"Ufergasse{token} Eck", street=f"Ufergasse{token}")
+    by_street = [
+        make_org(name=f"Kiosk {n}", street=f"Ufergasse{token}") for n in range(CANDIDATES + 10)
+    ]
+    gone = make_org(name=f"Ufergasse{token} Alt")
+    archived = contacts_client.post(
+        f"/api/v1/organisations/{gone['id']}/archive", json={"archived": True}, headers=coordinator
+    )
+    assert archived.status_code == 200
+    found = _search(contacts_client, coordinator, f"ufergasse{token}")
+    assert len(found) == len(set(found)) == 100
+    assert set(found[:4]) == {both["id"], *(org["id"] for org in by_name)}
+    assert set(found[4:]) <= {org["id"] for org in by_street}
+    assert gone["id"] not in found
 
 
 def test_empty_or_missing_query_is_422(

@@ -20,12 +20,11 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
-    union,
     union_all,
 )
-from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import TSQUERY
-from sqlalchemy.orm import Session
+
+from shared.db import Database
 
 from ..models import Organisation, Person
 from ..normalise import tsquery
@@ -51,35 +50,51 @@ CANDIDATES = 100
 PROBE_PAGES = 300
 
 
+# With a LIMIT, PostgreSQL prefers scanning the table for a word it thinks common, and
+# that is slow whenever the word is rarer than it thinks; the GIN indexes (and the probe
+# below) are the right way for every query here. A search runs on connections of its own
+# with this setting, so no other query is affected and no round trip sets it.
+SETTINGS = {"enable_seqscan": "off"}
+
+
 def search(
-    session: Session, query: str, *, limit: int = 20, include_archived: bool = False
+    database: Database, query: str, *, limit: int = 20, include_archived: bool = False
 ) -> list[Hit]:
     text = tsquery(query)
     if text is None:
         return []
-    # PostgreSQL cannot estimate how many rows a prefix query matches and, with a LIMIT,
-    # prefers scanning the table; the GIN indexes are the right way for every query here.
-    session.execute(sql_text("SET LOCAL enable_seqscan = off"))
-    rows = session.execute(_statement(include_archived), {"q": text, "limit": limit})
+    rows = database.read(_statement(include_archived), {"q": text, "limit": limit}, **SETTINGS)
     return [Hit(row.type, row.id, row.label, row.detail, round(row.rank, 6)) for row in rows]
 
 
+_SHOWN = (
+    Organisation.id,
+    Organisation.name,
+    Organisation.street,
+    Organisation.house_number,
+    Organisation.postcode,
+    Organisation.city,
+    Organisation.search_vector,
+)
+
+
 def _matches(vector: Any, ts: Any, conditions: list[Any], name: str) -> CTE:
-    """Up to CANDIDATES matches of the vector. The GIN index reads every match of a word
-    (a broad one such as "gross klein" has tens of thousands), so the first pages of the
-    table are tried first (a TID range scan): a broad word fills the candidates there,
-    and only a narrower one, whose matches are few, goes to the index."""
+    """Up to CANDIDATES matches of the vector, with what a hit shows. The GIN index reads
+    every match of a word (a broad one such as "gross klein" has tens of thousands), so
+    the first pages of the table are tried first (a TID range scan): a broad word fills
+    the candidates there, and only a narrower one, whose matches are few, goes to the
+    index."""
     matching = [vector.op("@@")(ts), *conditions]
     probe = (
-        select(Organisation.id)
+        select(*_SHOWN)
         .where(literal_column("organisations.ctid") < literal_column(f"'({PROBE_PAGES},0)'::tid"))
         .where(*matching)
         .limit(CANDIDATES)
         .cte(f"{name}_probe")
     )
-    short = select(func.count()).select_from(probe).scalar_subquery() < CANDIDATES
-    indexed = select(Organisation.id).where(*matching, short).limit(CANDIDATES)
-    return union(select(probe.c.id), indexed).cte(name)
+    filled = select(func.count()).select_from(probe).scalar_subquery() >= CANDIDATES
+    indexed = select(*_SHOWN).where(*matching, ~filled).limit(CANDIDATES)
+    return union_all(select(probe).where(filled), indexed).cte(name)
 
 
 @functools.cache
@@ -88,30 +103,29 @@ def _statement(include_archived: bool) -> Select[Any]:
     ts = bindparam("q", type_=String).cast(TSQUERY)
     limit = bindparam("limit", type_=Integer)
     live = [Organisation.archived.is_not(True)] if not include_archived else []
-    named = (
-        select(Organisation.id)
-        .where(Organisation.name_vector.op("@@")(ts), *live)
-        .limit(CANDIDATES)
-        .cte("named")
-    )
     # Names weigh most (A against B): when the names alone give enough candidates, the rest
     # is not searched (PostgreSQL runs the count once and leaves out the scans below when it
     # is false). See docs/contacts.md for what that means for very short prefixes.
+    named = (
+        select(*_SHOWN).where(Organisation.name_vector.op("@@")(ts), *live).limit(CANDIDATES)
+    ).cte("named")
     enough = select(func.count()).select_from(named).scalar_subquery() >= CANDIDATES
     elsewhere = _matches(Organisation.search_vector, ts, [*live, ~enough], "elsewhere")
-    candidates = union(select(named.c.id), select(elsewhere.c.id)).subquery()
-    org_rank = func.ts_rank(Organisation.search_vector, ts)
+    candidates = union_all(
+        select(named), select(elsewhere).where(elsewhere.c.id.not_in(select(named.c.id)))
+    ).subquery()
+    org_rank = func.ts_rank(candidates.c.search_vector, ts)
     orgs = select(
         literal("organisation").label("type"),
-        Organisation.id.label("id"),
-        Organisation.name.label("label"),
+        candidates.c.id.label("id"),
+        candidates.c.name.label("label"),
         func.concat_ws(
             ", ",
-            func.nullif(func.concat_ws(" ", Organisation.street, Organisation.house_number), ""),
-            func.nullif(func.concat_ws(" ", Organisation.postcode, Organisation.city), ""),
+            func.nullif(func.concat_ws(" ", candidates.c.street, candidates.c.house_number), ""),
+            func.nullif(func.concat_ws(" ", candidates.c.postcode, candidates.c.city), ""),
         ).label("detail"),
         cast(org_rank, Float).label("rank"),
-    ).where(Organisation.id.in_(select(candidates.c.id)))
+    )
     person_rank = func.ts_rank(Person.search_vector, ts)
     people = select(
         literal("person").label("type"),

@@ -118,24 +118,32 @@ def test_ranking_puts_name_matches_first(
 def test_a_broad_word_ranks_names_first_each_record_once(
     contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
 ) -> None:
-    """More matches than search.CANDIDATES: the street matches come from the first pages
-    of the table (the probe), the name matches from the index; none twice, none archived."""
+    """More matches than are ranked (search.CANDIDATES, or the page if longer): the street
+    matches come from the first pages of the table (the probe), the name matches from the
+    index; none twice, none archived."""
     token = suffix()
     by_name = [make_org(name=f"Ufergasse{token} Laden {n}") for n in range(3)]
     both = make_org(name=f"Ufergasse{token} Eck", street=f"Ufergasse{token}")
-    by_street = [
-        make_org(name=f"Kiosk {n}", street=f"Ufergasse{token}") for n in range(CANDIDATES + 10)
-    ]
+    many = max(100, CANDIDATES) + 10  # more than the longest page and than the candidates
+    by_street = [make_org(name=f"Kiosk {n}", street=f"Ufergasse{token}") for n in range(many)]
     gone = make_org(name=f"Ufergasse{token} Alt")
     archived = contacts_client.post(
         f"/api/v1/organisations/{gone['id']}/archive", json={"archived": True}, headers=coordinator
     )
     assert archived.status_code == 200
-    found = _search(contacts_client, coordinator, f"ufergasse{token}")
-    assert len(found) == len(set(found)) == 100
-    assert set(found[:4]) == {both["id"], *(org["id"] for org in by_name)}
-    assert set(found[4:]) <= {org["id"] for org in by_street}
-    assert gone["id"] not in found
+    named = {both["id"], *(org["id"] for org in by_name)}
+    streets = {org["id"] for org in by_street}
+    for limit in (20, 100):
+        response = contacts_client.get(
+            "/api/v1/search",
+            query_string={"q": f"ufergasse{token}", "limit": limit},
+            headers=coordinator,
+        )
+        found = [hit["id"] for hit in response.get_json()["items"]]
+        assert len(found) == len(set(found)) == limit
+        assert set(found[:4]) == named
+        assert set(found[4:]) <= streets
+        assert gone["id"] not in found
 
 
 def test_empty_or_missing_query_is_422(

@@ -40,13 +40,14 @@ class Hit:
 
 
 # A broad prefix ("m", "gross klein") can match much of the register; ranking every match
-# would cost as much as a scan. So at most this many matches are ranked: first those in
-# names, then (if there are fewer in names) the others. Typing one more letter narrows the
-# matches as usual.
-CANDIDATES = 100
-# Pages of the table tried before the index (about 3,000 organisations; well under a
-# millisecond): a word that matches more than about one record in 30 fills the candidates
-# there.
+# would cost as much as a scan. So at most this many matches (or the page asked for, if it
+# is longer) are ranked: first those in names, then (if there are fewer in names) the
+# others. Typing one more letter narrows the matches as usual.
+CANDIDATES = 50
+# Pages of the table tried before the index (about 3,300 organisations, 1 to 2 ms when
+# none matches): words that match more than about one record in 60 fill the candidates
+# there, where the index would have read all their matches (a prefix such as "str" has
+# tens of thousands).
 PROBE_PAGES = 300
 
 
@@ -63,7 +64,8 @@ def search(
     text = tsquery(query)
     if text is None:
         return []
-    rows = database.read(_statement(include_archived), {"q": text, "limit": limit}, **SETTINGS)
+    parameters = {"q": text, "limit": limit, "candidates": max(limit, CANDIDATES)}
+    rows = database.read(_statement(include_archived), parameters, **SETTINGS)
     return [Hit(row.type, row.id, row.label, row.detail, round(row.rank, 6)) for row in rows]
 
 
@@ -78,8 +80,8 @@ _SHOWN = (
 )
 
 
-def _matches(vector: Any, ts: Any, conditions: list[Any], name: str) -> CTE:
-    """Up to CANDIDATES matches of the vector, with what a hit shows. The GIN index reads
+def _matches(vector: Any, ts: Any, candidates: Any, conditions: list[Any], name: str) -> CTE:
+    """Up to ``candidates`` matches of the vector, with what a hit shows. The GIN index reads
     every match of a word (a broad one such as "gross klein" has tens of thousands), so
     the first pages of the table are tried first (a TID range scan): a broad word fills
     the candidates there, and only a narrower one, whose matches are few, goes to the
@@ -89,40 +91,41 @@ def _matches(vector: Any, ts: Any, conditions: list[Any], name: str) -> CTE:
         select(*_SHOWN)
         .where(literal_column("organisations.ctid") < literal_column(f"'({PROBE_PAGES},0)'::tid"))
         .where(*matching)
-        .limit(CANDIDATES)
+        .limit(candidates)
         .cte(f"{name}_probe")
     )
-    filled = select(func.count()).select_from(probe).scalar_subquery() >= CANDIDATES
-    indexed = select(*_SHOWN).where(*matching, ~filled).limit(CANDIDATES)
+    filled = select(func.count()).select_from(probe).scalar_subquery() >= candidates
+    indexed = select(*_SHOWN).where(*matching, ~filled).limit(candidates)
     return union_all(select(probe).where(filled), indexed).cte(name)
 
 
 @functools.cache
 def _statement(include_archived: bool) -> Select[Any]:
-    """Built once; the query text and the limit are parameters."""
+    """Built once; the query text, the limit and the number of candidates are parameters."""
     ts = bindparam("q", type_=String).cast(TSQUERY)
     limit = bindparam("limit", type_=Integer)
+    candidates = bindparam("candidates", type_=Integer)
     live = [Organisation.archived.is_not(True)] if not include_archived else []
     # Names weigh most (A against B): when the names alone give enough candidates, the rest
     # is not searched (PostgreSQL runs the count once and leaves out the scans below when it
     # is false). See docs/contacts.md for what that means for very short prefixes.
     named = (
-        select(*_SHOWN).where(Organisation.name_vector.op("@@")(ts), *live).limit(CANDIDATES)
+        select(*_SHOWN).where(Organisation.name_vector.op("@@")(ts), *live).limit(candidates)
     ).cte("named")
-    enough = select(func.count()).select_from(named).scalar_subquery() >= CANDIDATES
-    elsewhere = _matches(Organisation.search_vector, ts, [*live, ~enough], "elsewhere")
-    candidates = union_all(
+    enough = select(func.count()).select_from(named).scalar_subquery() >= candidates
+    elsewhere = _matches(Organisation.search_vector, ts, candidates, [*live, ~enough], "elsewhere")
+    found = union_all(
         select(named), select(elsewhere).where(elsewhere.c.id.not_in(select(named.c.id)))
     ).subquery()
-    org_rank = func.ts_rank(candidates.c.search_vector, ts)
+    org_rank = func.ts_rank(found.c.search_vector, ts)
     orgs = select(
         literal("organisation").label("type"),
-        candidates.c.id.label("id"),
-        candidates.c.name.label("label"),
+        found.c.id.label("id"),
+        found.c.name.label("label"),
         func.concat_ws(
             ", ",
-            func.nullif(func.concat_ws(" ", candidates.c.street, candidates.c.house_number), ""),
-            func.nullif(func.concat_ws(" ", candidates.c.postcode, candidates.c.city), ""),
+            func.nullif(func.concat_ws(" ", found.c.street, found.c.house_number), ""),
+            func.nullif(func.concat_ws(" ", found.c.postcode, found.c.city), ""),
         ).label("detail"),
         cast(org_rank, Float).label("rank"),
     )
@@ -138,7 +141,7 @@ def _statement(include_archived: bool) -> Select[Any]:
             select(Person.id)
             .where(Person.search_vector.op("@@")(ts))
             .where(*([Person.archived.is_not(True)] if not include_archived else []))
-            .limit(CANDIDATES)
+            .limit(candidates)
         )
     )
     combined = union_all(

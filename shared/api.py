@@ -105,6 +105,14 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
+    def files(self, schema: type[ma.Schema] | ma.Schema) -> Callable[[Any], Any]:
+        """The files of a multipart body, parsed and checked as ``arguments`` are (a 422
+        naming the field), but not documented apart: an operation has one request body,
+        documented by its form ``arguments`` (``content_type="multipart/form-data"``),
+        whose schema names the file fields as well. (``arguments(location="files")``
+        beside them would add an OpenAPI 2 ``formData`` parameter, invalid in 3.0.)"""
+        return self.ARGUMENTS_PARSER.use_args(schema, location="files")
+
 
 class ProblemSchema(ma.Schema):
     """RFC 9457 problem details."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from http import HTTPStatus
 from typing import Any
 
 import flask_smorest
@@ -437,7 +438,7 @@ def _download(text: str, mimetype: str, filename: str) -> Response:
 class OrganisationsCsv(MethodView):
     @exports_blp.auth(READERS)
     @exports_blp.arguments(schemas.OrganisationQueryArgs, location="query")
-    @exports_blp.doc(responses={"200": {"content": {"text/csv": {}}}})
+    @exports_blp.doc(responses={"200": {"description": "The file", "content": {"text/csv": {}}}})
     def get(self, args: dict[str, Any]) -> Any:
         """The filtered list as CSV (UTF-8 with BOM, semicolons); it imports back cleanly."""
         text = exports.organisations_csv(db_session(), organisation_filter(args))
@@ -448,7 +449,7 @@ class OrganisationsCsv(MethodView):
 class OrganisationsVcards(MethodView):
     @exports_blp.auth(READERS)
     @exports_blp.arguments(schemas.OrganisationQueryArgs, location="query")
-    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    @exports_blp.doc(responses={"200": {"description": "The file", "content": {VCARD: {}}}})
     def get(self, args: dict[str, Any]) -> Any:
         """The filtered list as vCards 4.0."""
         text = exports.organisations_vcards(db_session(), organisation_filter(args))
@@ -458,7 +459,7 @@ class OrganisationsVcards(MethodView):
 @exports_blp.route("/organisations/<uuid:organisation_id>/vcard")
 class OrganisationVcard(MethodView):
     @exports_blp.auth(READERS)
-    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    @exports_blp.doc(responses={"200": {"description": "The file", "content": {VCARD: {}}}})
     def get(self, organisation_id: uuid.UUID) -> Any:
         """One organisation as a vCard 4.0."""
         text = exports.organisation_vcard(db_session(), organisation_id)
@@ -469,7 +470,7 @@ class OrganisationVcard(MethodView):
 class PeopleVcards(MethodView):
     @exports_blp.auth(READERS)
     @exports_blp.arguments(schemas.PeopleExportArgs, location="query")
-    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    @exports_blp.doc(responses={"200": {"description": "The file", "content": {VCARD: {}}}})
     def get(self, args: dict[str, Any]) -> Any:
         """People (all, or those at one organisation) as vCards 4.0."""
         text = exports.people_vcards(db_session(), args.get("organisation_id"))
@@ -479,7 +480,7 @@ class PeopleVcards(MethodView):
 @exports_blp.route("/people/<uuid:person_id>/vcard")
 class PersonVcard(MethodView):
     @exports_blp.auth(READERS)
-    @exports_blp.doc(responses={"200": {"content": {VCARD: {}}}})
+    @exports_blp.doc(responses={"200": {"description": "The file", "content": {VCARD: {}}}})
     def get(self, person_id: uuid.UUID) -> Any:
         """One person as a vCard 4.0."""
         return _download(exports.person_vcard(db_session(), person_id), VCARD, f"{person_id}.vcf")
@@ -488,12 +489,12 @@ class PersonVcard(MethodView):
 @imports_blp.route("")
 class Imports(MethodView):
     @imports_blp.auth(WRITERS)
-    @imports_blp.arguments(schemas.UploadFileSchema, location="files")
+    @imports_blp.files(schemas.UploadFileSchema)
     @imports_blp.arguments(
         schemas.UploadFormSchema, location="form", content_type="multipart/form-data"
     )
     @imports_blp.response(201, schemas.ImportOutSchema)
-    @imports_blp.alt_response(413, response="PAYLOAD_TOO_LARGE")
+    @imports_blp.alt_response(413, response=HTTPStatus(413).name)  # its name varies by Python
     def post(self, files: dict[str, Any], form: dict[str, Any]) -> Any:
         """Upload a CSV (multipart ``file``; optional ``mapping``) and get a preview: what a
         commit would create and match, and every invalid row. Nothing is written yet."""
@@ -538,7 +539,7 @@ class ImportCommit(MethodView):
 @imports_blp.route("/<uuid:import_id>/errors.csv")
 class ImportErrors(MethodView):
     @imports_blp.auth(WRITERS)
-    @imports_blp.doc(responses={"200": {"content": {"text/csv": {}}}})
+    @imports_blp.doc(responses={"200": {"description": "The file", "content": {"text/csv": {}}}})
     def get(self, import_id: uuid.UUID) -> Any:
         """The invalid rows as CSV, with line numbers and messages, to fix and upload again."""
         text = imports.error_report(db_session(), import_id)

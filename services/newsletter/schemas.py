@@ -9,8 +9,11 @@ from shared.api import PageArgs
 
 from .models import BODY_FORMATS, CONSENT_SOURCES, SUBSCRIBER_STATES, SUBSCRIPTION_STATUSES
 
+# No line break anywhere: "(?![\s\S])" is the end of the text in Python and in the
+# ECMA-262 dialect of OpenAPI patterns alike ("$" would let a final newline through, "\Z"
+# is Python's alone).
 ONE_LINE = validate.Regexp(
-    r"\A[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]*\Z", error="Line breaks are not allowed."
+    r"^[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]*(?![\s\S])", error="Line breaks are not allowed."
 )
 
 

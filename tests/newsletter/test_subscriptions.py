@@ -235,6 +235,10 @@ def test_list_crud_and_roles(
         newsletter_client.post("/api/v1/lists", json={"name": name}, headers=writer).status_code
         == 409
     )
+    for broken in (f"{name}\n", f"{name}\r\nBcc: x", f"{name}\u2028"):  # a name is one line
+        refused = newsletter_client.post("/api/v1/lists", json={"name": broken}, headers=writer)
+        assert refused.status_code == 422
+        assert refused.get_json()["errors"]["name"] == ["Line breaks are not allowed."]
     viewer = auth(staff_token("viewer"))
     assert (
         newsletter_client.post("/api/v1/lists", json={"name": "x"}, headers=viewer).status_code

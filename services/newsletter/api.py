@@ -287,8 +287,10 @@ class Bounces(MethodView):
         """Record a bounce: a JSON notification, or a returned mail with a delivery status
         notification (RFC 3464) as message/rfc822 or multipart/report."""
         if request.mimetype == "application/json":
+            body = request.get_json(silent=True) or {}
             try:
-                data = schemas.BounceJsonSchema().load(request.get_json(silent=True) or {})
+                ensure_storable(body)  # read without the parser, so checked here as it does
+                data = schemas.BounceJsonSchema().load(body)
             except ma.ValidationError as exc:
                 raise Invalid(exc.normalized_messages()) from exc
             report = services.BounceReport(

@@ -76,6 +76,12 @@ def test_dsn_and_json_bounces_are_recorded_and_hard_ones_suppress(
         ).status_code
         == 422
     )
+    nul = newsletter_client.post(
+        "/api/v1/bounces",
+        json={"email": by_json, "type": "soft", "status": "4.2.2\x00"},
+        headers=writer,
+    )
+    assert nul.status_code == 422 and list(nul.get_json()["errors"]) == ["status"]
     assert (
         newsletter_client.post(
             "/api/v1/bounces", data=b"no report here", content_type="message/rfc822", headers=writer

@@ -54,10 +54,17 @@ UNSTORABLE_TEXT = "Contains a NUL character or an invalid (unpaired surrogate) c
 
 def ensure_storable(data: Any) -> None:
     """Raise a ValidationError naming each field whose text no database column can hold;
-    for input read without the parser (HTML forms)."""
+    for input read without the parser (see :func:`load_checked`)."""
     offending = sorted(set(_unstorable(data)))
     if offending:
         raise ma.ValidationError({field: [UNSTORABLE_TEXT] for field in offending})
+
+
+def load_checked(schema: ma.Schema, data: Any, **kwargs: Any) -> Any:
+    """``schema.load(data)`` for input read without the parser (an HTML form, a body that
+    comes in more than one media type), checked first as the parser checks its input."""
+    ensure_storable(data)
+    return schema.load(data, **kwargs)
 
 
 def _unstorable(value: Any, path: str = "") -> Iterator[str]:

@@ -10,7 +10,15 @@ import marshmallow as ma
 from flask import Response, request
 from flask.views import MethodView
 
-from shared.api import API_PREFIX, Blueprint, PageArgs, ensure_storable, page_of, page_schema
+from shared.api import (
+    API_PREFIX,
+    Blueprint,
+    PageArgs,
+    ensure_storable,
+    load_checked,
+    page_of,
+    page_schema,
+)
 from shared.app import get_settings
 from shared.auth import ADMIN, COORDINATOR, READERS, SERVICE, WRITERS
 from shared.db import db_session, utcnow
@@ -287,10 +295,8 @@ class Bounces(MethodView):
         """Record a bounce: a JSON notification, or a returned mail with a delivery status
         notification (RFC 3464) as message/rfc822 or multipart/report."""
         if request.mimetype == "application/json":
-            body = request.get_json(silent=True) or {}
             try:
-                ensure_storable(body)  # read without the parser, so checked here as it does
-                data = schemas.BounceJsonSchema().load(body)
+                data = load_checked(schemas.BounceJsonSchema(), request.get_json(silent=True) or {})
             except ma.ValidationError as exc:
                 raise Invalid(exc.normalized_messages()) from exc
             report = services.BounceReport(

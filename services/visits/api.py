@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask import Response, request, url_for
 from flask.views import MethodView
 
-from shared.api import API_PREFIX, Blueprint, ensure_storable, page_of, page_schema
+from shared.api import API_PREFIX, Blueprint, load_checked, page_of, page_schema
 from shared.app import get_settings
 from shared.auth import READERS, WRITERS, current_principal
 from shared.db import db_session
@@ -332,8 +332,7 @@ class PublicSignUpPage(MethodView):
         """Sign up from the form (form-encoded); the same use case as the JSON sign-up."""
         values = request.form.to_dict()
         try:
-            ensure_storable(values)
-            data = schemas.SignUpInSchema().load(values, unknown=ma.EXCLUDE)
+            data = load_checked(schemas.SignUpInSchema(), values, unknown=ma.EXCLUDE)
         except ma.ValidationError as exc:
             errors = {k: list(v) for k, v in exc.normalized_messages().items()}
             return self._page(training_id, values=values, errors=errors, status=422)

@@ -41,6 +41,7 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import Connection, Engine, create_engine, text
 
+from shared.db import startup_options
 from shared.mail import Mailer, SmtpConfig
 from shared.settings import Settings
 
@@ -358,13 +359,13 @@ def engine_for(settings: Settings, config: DeliveryConfig) -> Engine:
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            options = "" if config.synchronous_commit else "-c synchronous_commit=off"
+            settings_off = {} if config.synchronous_commit else {"synchronous_commit": "off"}
             engine = _engines[key] = create_engine(
                 settings.database_url,
                 pool_size=2,
                 max_overflow=4,
                 pool_pre_ping=True,
-                connect_args={"connect_timeout": 5, "options": options},
+                connect_args={"connect_timeout": 5, **startup_options(**settings_off)},
             )
         return engine
 

@@ -85,6 +85,12 @@ def record_event(
             type=type, aggregate_id=str(aggregate_id), version=version, payload=dict(data)
         )
     )
+    events_written(session)
+
+
+def events_written(session: Session) -> None:
+    """Say that the transaction wrote outbox rows (also with SQL, as a bulk writer does):
+    the relay is kicked once it commits."""
     session.info[_DIRTY] = True
 
 

@@ -10,7 +10,11 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
+from services.contacts.models import Change, Organisation, OutboxEvent
+from services.contacts.services import organisations
+from shared.db import get_database
 from shared.settings import Settings
 from shared.testing import auth, wait_until
 
@@ -331,3 +335,49 @@ def test_reimport_changes_only_the_rows_that_differ(
     assert [entry["action"] for entry in history] == ["created", "updated"]
     assert history[1]["after"] == {"sector": "Kosmetik"}
     assert orgs[f"Kiosk {tag}"]["updated_at"] == kiosk["updated_at"]
+
+
+def test_imported_organisations_have_the_history_and_events_of_a_single_create(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """The commit writes new organisations with SQL; their history entry and their event
+    are what the use case writes for one created through the API."""
+    tag = f"imp{suffix()}"
+    header = "name;legal_form;street;postcode;district;needs;tags;notes;employees\n"
+    content = (
+        f"Kiosk {tag};GmbH;Warnowallee 3;18107;Lütten Klein;Digitalisierung, Nachfolge;"
+        f"{tag}, Späti;„Öffnet früh“;4\n"
+        f"Salon {tag};;Kolumbusring 9;18106;;;{tag};;\n"
+    )
+    body = _upload(contacts_client, coordinator, (header + content).encode()).get_json()
+    done = _commit(contacts_client, coordinator, body["id"], mode="all_or_nothing").get_json()
+    assert done["created_count"] == 2
+
+    with get_database(contacts_app).session() as session:
+        created = session.scalars(
+            select(Organisation)
+            .where(Organisation.tags.contains([tag]))
+            .order_by(Organisation.name)
+        ).all()
+        assert len(created) == 2
+        for org in created:
+            changes = session.scalars(
+                select(Change).where(
+                    Change.entity_type == "organisation", Change.entity_id == str(org.id)
+                )
+            ).all()
+            assert [(c.action, c.before, c.after) for c in changes] == [
+                ("created", None, organisations.snapshot(org))
+            ]
+            events = session.scalars(
+                select(OutboxEvent).where(OutboxEvent.aggregate_id == str(org.id))
+            ).all()
+            assert [(e.type, e.version, e.payload) for e in events] == [
+                ("contacts.organisation.created", 1, organisations.event_data(org))
+            ]
+        kiosk = organisations.snapshot(created[0])
+        assert (kiosk["district"], kiosk["needs"], kiosk["notes"]) == (
+            "Lütten Klein",
+            ["digitalisierung", "nachfolge"],
+            "„Öffnet früh“",
+        )

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from shared.db import utcnow
 from shared.errors import Conflict, Invalid
-from shared.events import record_event
+from shared.events import events_written
 
 from ..csvfiles import (
     EXPORT_COLUMNS,
@@ -50,7 +50,7 @@ from ..csvfiles import (
     row_values,
     write_csv,
 )
-from ..models import District, Import, ImportRow, Need, Organisation, OutboxEvent, Person, Role
+from ..models import District, Import, ImportRow, Need, Organisation, Person, Role
 from ..normalise import fold_email, match_address, match_name, match_phone, slug, strip_accents
 from . import organisations, people
 from .history import get_or_404
@@ -59,6 +59,7 @@ MODES = ("all_or_nothing", "valid_only")
 # Files with more rows than this are committed by a worker (see tasks.py).
 BACKGROUND_ROWS = 2000
 PROGRESS_EVERY = 500
+WORK_MEM = "256MB"
 
 PERSON_FIELDS = ("first_name", "last_name", "person_phone", "job_title")
 PERSON_LIMITS = {"first_name": 120, "last_name": 120, "person_phone": 60, "job_title": 200}
@@ -251,7 +252,7 @@ def _stage(
 # For each staged row: the live organisation it matches (by id, by email, by folded name
 # and address), and whether it repeats an earlier row of the file (same key or email).
 _PLAN = """
-WITH staged AS (
+WITH staged AS MATERIALIZED (
     SELECT s.line, s.email, s.match_name, s.match_address,
         COALESCE(
             (SELECT o.id FROM organisations o
@@ -457,8 +458,7 @@ FROM import_plan p
 JOIN import_rows s ON s.import_id = :import_id AND s.line = p.line
 WHERE p.match_id IS NULL AND NOT p.repeated
 """
-_SNAPSHOT = _json_object((*organisations.FIELDS, "district", "needs", "archived"))
-_PAYLOAD = _json_object(("id", *organisations.EVENT_FIELDS))
+_SNAPSHOT_KEYS = (*organisations.FIELDS, "district", "needs", "archived")
 _ORGANISATION_COLUMNS = (
     *(field for field in organisations.FIELDS if field not in ("status", "tags", "notes")),
     "status",
@@ -480,19 +480,23 @@ _INSERT_NEEDS = f"""
 INSERT INTO organisation_needs (organisation_id, need_key)
 SELECT p.new_id, unnest(s.needs) {_NEW_ROWS}
 """
-_INSERT_CHANGES = f"""
-INSERT INTO changes (entity_type, entity_id, actor, at, action, before, after)
-SELECT :entity, p.new_id::text, :actor, :now, 'created', NULL, {_SNAPSHOT}
-{_NEW_ROWS}
-ORDER BY s.line
-"""
-_INSERT_EVENTS = f"""
+# History and events of the new organisations, each snapshot built once: an event's
+# payload is the snapshot without the fields events leave out, with the id.
+_NOT_IN_EVENTS = [key for key in _SNAPSHOT_KEYS if key not in organisations.EVENT_FIELDS]
+_INSERT_HISTORY_AND_EVENTS = f"""
+WITH created AS MATERIALIZED (
+    SELECT p.new_id, s.line, {_json_object(_SNAPSHOT_KEYS)} AS snapshot
+    {_NEW_ROWS}
+), history AS (
+    INSERT INTO changes (entity_type, entity_id, actor, at, action, before, after)
+    SELECT :entity, new_id::text, :actor, :now, 'created', NULL, snapshot
+    FROM created ORDER BY line
+)
 INSERT INTO outbox (event_id, type, aggregate_id, version, payload, occurred_at)
-SELECT gen_random_uuid(), :type, p.new_id::text, 1, {_PAYLOAD}, :now
-{_NEW_ROWS} AND s.line < :last
-ORDER BY s.line
-"""
-_LAST_EVENT = f"SELECT p.new_id, {_PAYLOAD} {_NEW_ROWS} AND s.line = :last"
+SELECT gen_random_uuid(), :type, new_id::text, 1,
+    (snapshot - CAST(:not_in_events AS text[])) || jsonb_build_object('id', new_id::text), :now
+FROM created ORDER BY line
+"""  # noqa: S608 (built from constants)
 
 
 # Matched rows without a person whose every field is the organisation's already: the
@@ -530,6 +534,9 @@ def _apply(
     """(created, updated, unchanged, repeated): new organisations set-based, the others
     one by one through the use cases."""
     params: dict[str, Any] = {"import_id": record.id, "actor": actor, "now": utcnow()}
+    # Memory for this transaction's sorts and its snapshots of the new rows, which would
+    # otherwise go through temporary files (the default is 4 MB).
+    session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     session.execute(
         text(
             "CREATE TEMP TABLE import_plan"
@@ -553,23 +560,16 @@ def _apply(
     created = session.execute(text(_INSERT_ORGANISATIONS), params).rowcount  # type: ignore[attr-defined]
     if created:
         session.execute(text(_INSERT_NEEDS), params)
-        session.execute(text(_INSERT_CHANGES), {**params, "entity": organisations.ENTITY})
-        last = session.scalar(
-            text(f"SELECT max(s.line) {_NEW_ROWS}"),
-            params,
+        session.execute(
+            text(_INSERT_HISTORY_AND_EVENTS),
+            {
+                **params,
+                "entity": organisations.ENTITY,
+                "type": "contacts.organisation.created",
+                "not_in_events": _NOT_IN_EVENTS,
+            },
         )
-        event = {**params, "last": last, "type": "contacts.organisation.created"}
-        session.execute(text(_INSERT_EVENTS), event)
-        # The last one through record_event, which also kicks the relay after the commit.
-        new_id, payload = session.execute(text(_LAST_EVENT), event).one()
-        record_event(
-            session,
-            OutboxEvent,
-            type="contacts.organisation.created",
-            aggregate_id=new_id,
-            version=1,
-            data=payload,
-        )
+        events_written(session)
     if progress is not None:
         progress(created + repeated)
     updated = unchanged = 0

@@ -111,7 +111,11 @@ def test_worker_killed_mid_campaign_every_recipient_exactly_once(
 ) -> None:
     list_id = make_list()
     addresses = add_subscribers([list_id], RECIPIENTS)
-    victim = worker_process("newsletter", concurrency=2, **FAST)
+    # 3 s for the campaign at the least: time for the kill to land mid-campaign even when
+    # this process is slowed down.
+    victim = worker_process(
+        "newsletter", concurrency=2, **{**FAST, "NEWSLETTER_RATE_PER_SECOND": "100"}
+    )
     campaign_id = _send(newsletter_client, writer, list_id)
 
     wait_until(lambda: sum(_counts(smtp_sink, addresses).values()) >= RECIPIENTS // 5, timeout=60)

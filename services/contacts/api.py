@@ -494,18 +494,26 @@ class Imports(MethodView):
         schemas.UploadFormSchema, location="form", content_type="multipart/form-data"
     )
     @imports_blp.response(201, schemas.ImportOutSchema)
+    @imports_blp.alt_response(
+        202, schema=schemas.ImportOutSchema, description="Large file: checked by a worker"
+    )
     @imports_blp.alt_response(413, response=HTTPStatus(413).name)  # its name varies by Python
     def post(self, files: dict[str, Any], form: dict[str, Any]) -> Any:
         """Upload a CSV (multipart ``file``; optional ``mapping``) and get a preview: what a
-        commit would create and match, and every invalid row. Nothing is written yet."""
+        commit would create and match, and every invalid row. Nothing is written yet.
+        Large files are checked by a worker (202, ``status`` ``checking``): watch the
+        import until it is ``previewed``."""
         upload = files["file"]
-        return imports.preview_import(
+        record = imports.preview_import(
             db_session(),
             content=upload.read(),
             filename=upload.filename or "",
             mapping=form["mapping"],
             actor=_actor(),
+            background=form["background"],
+            enqueue=tasks.check_import.delay,
         )
+        return record, 202 if record.status == "checking" else 201
 
 
 @imports_blp.route("/<uuid:import_id>")

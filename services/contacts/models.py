@@ -71,7 +71,7 @@ ROLES = (
 PREMISES_USES = ("retail", "office", "gastronomy", "workshop", "other")
 PREMISES_STATUSES = ("vacant", "let", "planned")
 OWNER_KINDS = ("landlord", "housing_company")
-IMPORT_STATUSES = ("previewed", "queued", "running", "committed", "failed")
+IMPORT_STATUSES = ("checking", "previewed", "queued", "running", "committed", "failed")
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -267,7 +267,8 @@ class Change(Base):
 
 
 class Import(Base):
-    """An uploaded CSV: previewed first, then committed (in the request or by a worker)."""
+    """An uploaded CSV: checked and previewed first, then committed (each in the request, or
+    for large files by a worker)."""
 
     __tablename__ = "imports"
     __table_args__ = (CheckConstraint(f"status IN {_in(IMPORT_STATUSES)}", name="status"),)

@@ -419,6 +419,11 @@ class UploadFormSchema(ma.Schema):
             "description": 'JSON: CSV header -> field (or null to ignore), e.g. {"Kunde": "name"}'
         }
     )
+    background = ma.fields.Boolean(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Check the rows in a worker; by default only large files are"},
+    )
 
     @ma.post_load
     def _parse_mapping(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
@@ -450,7 +455,7 @@ class ImportCommitSchema(ma.Schema):
 class ImportOutSchema(ma.Schema):
     id = ma.fields.UUID()
     status = ma.fields.String(
-        metadata={"description": "previewed, queued, running, committed or failed"}
+        metadata={"description": "checking, previewed, queued, running, committed or failed"}
     )
     filename = ma.fields.String()
     encoding = ma.fields.String()
@@ -460,7 +465,9 @@ class ImportOutSchema(ma.Schema):
     total_rows = ma.fields.Integer()
     valid_rows = ma.fields.Integer()
     invalid_rows = ma.fields.Function(lambda i: len(i.errors))
-    processed_rows = ma.fields.Integer()
+    processed_rows = ma.fields.Integer(
+        metadata={"description": "Rows done of total_rows while checking or running"}
+    )
     created_count = ma.fields.Integer(
         metadata={"description": "Created, or while previewed: would be created"}
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -17,20 +18,37 @@ log = logging.getLogger(__name__)
 SCHEDULE: dict[str, dict[str, Any]] = {}
 
 
+@shared_task(name="contacts.check_import", ignore_result=True, acks_late=True)
+def check_import(import_id: str) -> None:
+    """Check the rows of a large CSV upload (the preview); progress as for a commit."""
+    from .services import imports
+
+    key = uuid.UUID(import_id)
+    imports.check_import(db_session(), key, progress=_progress(key))
+
+
 @shared_task(name="contacts.run_import", ignore_result=True, acks_late=True)
 def run_import(import_id: str) -> None:
     """Commit a queued CSV import; progress is written on a connection of its own."""
     from .services import imports
 
     key = uuid.UUID(import_id)
-    database = get_database()
-
-    def progress(done: int) -> None:
-        with database.session() as session:
-            imports.set_progress(session, key, done)
-
+    progress = _progress(key, status="running")
     progress(0)
     try:
         imports.run_import(db_session(), key, progress=progress)
     except DomainError as exc:  # recorded on the import as failed
         log.warning("import %s failed: %s", import_id, exc.detail)
+
+
+def _progress(import_id: uuid.UUID, status: str | None = None) -> Callable[[int], None]:
+    """Writes an import's progress on a connection of its own, so that it shows."""
+    from .services import imports
+
+    database = get_database()
+
+    def progress(done: int) -> None:
+        with database.session() as session:
+            imports.set_progress(session, import_id, done, status=status)
+
+    return progress

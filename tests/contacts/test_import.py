@@ -231,7 +231,7 @@ def test_oversized_upload_is_413(make_settings: Callable[..., Settings], staff_t
     assert response.mimetype == "application/problem+json"
 
 
-def test_large_import_runs_in_a_worker_with_progress(
+def test_large_import_is_checked_and_committed_by_a_worker_with_progress(
     contacts_app: Flask,
     contacts_client: FlaskClient,
     coordinator: dict[str, str],
@@ -239,20 +239,37 @@ def test_large_import_runs_in_a_worker_with_progress(
 ) -> None:
     tag = f"imp{suffix()}"
     rows = [f"Betrieb {i} {tag};Hauptstr. {i};18106;{tag}" for i in range(1200)]
+    rows[7] = f"Betrieb 7 {tag};Hauptstr. 7;181;{tag}"  # a postcode of three digits
     content = ("name;street;postcode;tags\n" + "\n".join(rows)).encode()
-    body = _upload(contacts_client, coordinator, content).get_json()
+    uploaded = contacts_client.post(
+        "/api/v1/imports",
+        data={"file": (io.BytesIO(content), "gross.csv"), "background": "true"},
+        headers=coordinator,
+        content_type="multipart/form-data",
+    )
+    assert uploaded.status_code == 202, uploaded.get_json()
+    body = uploaded.get_json()
+    assert (body["status"], body["total_rows"], body["valid_rows"]) == ("checking", 1200, 0)
+    early = _commit(contacts_client, coordinator, body["id"])
+    assert early.status_code == 409 and "checked" in early.get_json()["detail"]
+
+    def state(wanted: str) -> Any:
+        current = contacts_client.get(f"/api/v1/imports/{body['id']}", headers=coordinator)
+        return current.get_json() if current.get_json()["status"] == wanted else None
+
     celery_worker_for("contacts")
+    previewed = wait_until(lambda: state("previewed"), timeout=120)
+    assert (previewed["valid_rows"], previewed["invalid_rows"]) == (1199, 1)
+    assert previewed["errors"][0]["line"] == 9 and "postcode" in previewed["errors"][0]["errors"]
+    assert previewed["created_count"] == 1199
+    assert _tagged(contacts_client, coordinator, tag) == []  # a preview writes nothing
+
     queued = _commit(contacts_client, coordinator, body["id"], background=True).get_json()
     assert queued["status"] == "queued"
-
-    def finished() -> Any:
-        state = contacts_client.get(f"/api/v1/imports/{body['id']}", headers=coordinator)
-        return state.get_json() if state.get_json()["status"] == "committed" else None
-
-    done = wait_until(finished, timeout=120)
-    assert (done["created_count"], done["processed_rows"]) == (1200, 1200)
+    done = wait_until(lambda: state("committed"), timeout=120)
+    assert (done["created_count"], done["processed_rows"]) == (1199, 1200)
     listed = contacts_client.get(f"/api/v1/organisations?tags={tag}", headers=coordinator)
-    assert listed.get_json()["total"] == 1200
+    assert listed.get_json()["total"] == 1199
 
 
 def test_row_checks_give_what_the_schema_gives() -> None:

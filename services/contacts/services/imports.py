@@ -204,7 +204,11 @@ def _staged(
 
 
 def _stage(
-    session: Session, import_id: uuid.UUID, table: Table, mapping: Mapping[str, str]
+    session: Session,
+    import_id: uuid.UUID,
+    table: Table,
+    mapping: Mapping[str, str],
+    progress: Progress | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Check every row once; the valid ones go to import_rows with COPY. Returns how many
     were valid, and the errors of the others."""
@@ -219,7 +223,9 @@ def _stage(
     connection = session.connection().connection.driver_connection
     assert connection is not None
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for line, cells in table.rows:
+        for done, (line, cells) in enumerate(table.rows):
+            if progress is not None and done % PROGRESS_EVERY == 0:
+                progress(done)
             values = row_values(table.headers, cells, mapping)
             person: dict[str, str] = {
                 key: values.pop(key) for key in PERSON_FIELDS if key in values
@@ -300,13 +306,17 @@ def preview_import(
     filename: str,
     mapping: Mapping[str, str | None] | None,
     actor: str,
+    background: bool | None = None,
+    enqueue: Callable[[str], Any] | None = None,
 ) -> Import:
-    """Read and check the file and say what a commit would do; nothing of the register is
-    written. The import is kept (with the file and its checked rows) for the commit."""
+    """Read the file and check every row, and say what a commit would do; nothing of the
+    register is written. The import is kept (with the file and its checked rows) for the
+    commit. Large files (or when asked) are checked by a worker: the import is returned
+    ``checking``, and is ``previewed`` once the worker is done."""
     table = read_table(content)
     columns = _mapping_of(table, mapping)
     record = Import(
-        status="previewed",
+        status="checking",
         filename=filename[:255],
         encoding=table.encoding,
         delimiter=table.delimiter,
@@ -317,10 +327,49 @@ def preview_import(
     )
     session.add(record)
     session.flush()
-    record.valid_rows, record.errors = _stage(session, record.id, table, columns)
-    record.created_count, record.updated_count, record.skipped_count = _counts(session, record.id)
+    if enqueue is not None and (
+        background if background is not None else record.total_rows > BACKGROUND_ROWS
+    ):
+        session.commit()
+        enqueue(str(record.id))
+        return record
+    _check(session, record, table)
     session.commit()
     return record
+
+
+def _check(
+    session: Session, record: Import, table: Table, progress: Progress | None = None
+) -> None:
+    record.valid_rows, record.errors = _stage(session, record.id, table, record.mapping, progress)
+    record.created_count, record.updated_count, record.skipped_count = _counts(session, record.id)
+    record.status = "previewed"
+    record.processed_rows = 0
+
+
+def check_import(
+    session: Session, import_id: uuid.UUID, *, progress: Progress | None = None
+) -> Import:
+    """A worker's preview of a large file: check its rows (see :func:`preview_import`).
+    Safe to run twice: rows staged by a run that died are replaced."""
+    if not _lock(session, "check", import_id):  # another worker is at it
+        session.rollback()
+        return get_import(session, import_id)
+    record = get_import(session, import_id)
+    if record.status != "checking":
+        session.rollback()
+        return record
+    _unstage(session, import_id)
+    _check(session, record, read_table(record.content), progress)
+    session.commit()
+    return record
+
+
+def _lock(session: Session, step: str, import_id: uuid.UUID) -> bool:
+    """A transaction-level advisory lock on one step of an import, rather than a row lock,
+    so that progress can be written meanwhile."""
+    key = zlib.crc32(f"contacts-import-{step}-{import_id}".encode())
+    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(key))))
 
 
 def get_import(session: Session, import_id: uuid.UUID) -> Import:
@@ -344,6 +393,8 @@ def commit_import(
     """Write a previewed import: here, or (large files, or when asked) in a worker."""
     _check_mode(mode)
     record = get_import(session, import_id)
+    if record.status == "checking":
+        raise Conflict("This import is still being checked; commit it once it is previewed.")
     if record.status not in ("previewed", "queued"):
         raise Conflict(f"This import is {record.status} already.")
     if mode == "all_or_nothing" and record.errors:
@@ -374,10 +425,7 @@ def run_import(
 
     Safe to run twice: the import row is locked, and a finished import is left alone.
     """
-    # An advisory lock rather than a row lock, so that progress can be written meanwhile.
-    locked = session.scalar(
-        select(func.pg_try_advisory_xact_lock(zlib.crc32(f"contacts-import-{import_id}".encode())))
-    )
+    locked = _lock(session, "commit", import_id)
     record = get_import(session, import_id)
     if not locked:  # another worker is at it
         session.rollback()
@@ -653,13 +701,14 @@ def _add_person(session: Session, row: ImportRow, organisation_id: uuid.UUID, ac
     )
 
 
-def set_progress(session: Session, import_id: uuid.UUID, processed: int) -> None:
+def set_progress(
+    session: Session, import_id: uuid.UUID, processed: int, *, status: str | None = None
+) -> None:
     """Progress, written apart from the import's own transaction so that it shows."""
-    session.execute(
-        update(Import)
-        .where(Import.id == import_id)
-        .values(processed_rows=processed, status="running")
-    )
+    values: dict[str, Any] = {"processed_rows": processed}
+    if status is not None:
+        values["status"] = status
+    session.execute(update(Import).where(Import.id == import_id).values(**values))
     session.commit()
 
 

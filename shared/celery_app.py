@@ -4,10 +4,18 @@ per service, late acknowledgement so that a killed worker's task runs again."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 from flask import Flask
 
 from shared.db import get_database
@@ -64,6 +72,18 @@ def celery_init_app(app: Flask, service: str, broker_url: str) -> Celery:
     worker_process_init.connect(_after_fork, weak=False)
     _connect_request_id_signals()
     return celery_app
+
+
+def at_worker_exit(release: Callable[[], None]) -> None:
+    """Call ``release`` when a worker process ends: a pool's child, or the worker itself
+    (which runs the tasks with the solo and threads pools). Per-process connections are
+    closed then rather than left to the exit."""
+
+    def _release(**_kwargs: Any) -> None:
+        release()
+
+    worker_process_shutdown.connect(_release, weak=False)
+    worker_shutdown.connect(_release, weak=False)
 
 
 def get_celery(app: Flask) -> Celery:

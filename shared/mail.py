@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 import ssl
 import threading
 from collections.abc import Iterable, Mapping
@@ -120,6 +121,18 @@ class Mailer:
                 conn.quit()
             except (smtplib.SMTPException, OSError):
                 conn.close()
+
+    def drop(self) -> None:
+        """Close the connection without a word to the server (no QUIT to wait for): a
+        message not yet ended with its dot is discarded by the server."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                if conn.sock is not None:
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
 
     def __enter__(self) -> Mailer:
         return self

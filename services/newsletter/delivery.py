@@ -136,16 +136,6 @@ class SmtpConnection(Mailer):
     def connected(self) -> bool:
         return self._conn is not None
 
-    def drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                if conn.sock is not None:
-                    conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            conn.close()
-
     def rset(self) -> None:
         if self._conn is not None:
             self._reset(self._conn)
@@ -343,6 +333,16 @@ def pool_for(settings: Settings, config: DeliveryConfig) -> SmtpPool:
                 SmtpConfig.from_url(settings.smtp_url), config.connections
             )
         return pool
+
+
+def close_pools() -> None:
+    """Drop this process's SMTP connections (when its worker ends)."""
+    with _lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        for connection in pool.connections:
+            connection.drop()
 
 
 def rate_cap_for(settings: Settings, config: DeliveryConfig) -> RateCap:

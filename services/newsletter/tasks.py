@@ -10,10 +10,13 @@ from typing import Any
 from celery import shared_task
 
 from shared.app import get_settings
+from shared.celery_app import at_worker_exit
 from shared.db import db_session, utcnow
 
 from . import campaigns, digest, services
-from .delivery import DeliveryConfig
+from .delivery import DeliveryConfig, close_pools
+
+at_worker_exit(close_pools)
 
 # Periodic tasks for the system's one beat scheduler.
 SCHEDULE: dict[str, dict[str, Any]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import threading
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,6 +11,7 @@ from celery import shared_task
 from celery.schedules import crontab
 
 from shared.app import get_settings
+from shared.celery_app import at_worker_exit
 from shared.db import db_session
 from shared.mail import Mailer, SmtpConfig
 
@@ -38,10 +39,28 @@ SCHEDULE: dict[str, dict[str, Any]] = {
 RETRY_SECONDS = 30
 
 
-@functools.cache
+_mailers: dict[str, Mailer] = {}
+_mailers_lock = threading.Lock()
+
+
 def _mailer(smtp_url: str) -> Mailer:
     """One mailer (one SMTP connection) per worker process, made on first use."""
-    return Mailer(SmtpConfig.from_url(smtp_url))
+    with _mailers_lock:
+        mailer = _mailers.get(smtp_url)
+        if mailer is None:
+            mailer = _mailers[smtp_url] = Mailer(SmtpConfig.from_url(smtp_url))
+        return mailer
+
+
+def _drop_mailers() -> None:
+    with _mailers_lock:
+        mailers = list(_mailers.values())
+        _mailers.clear()
+    for mailer in mailers:
+        mailer.drop()
+
+
+at_worker_exit(_drop_mailers)
 
 
 @shared_task(

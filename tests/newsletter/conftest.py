@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -101,3 +101,13 @@ def path_of(url: str) -> str:
 @pytest.fixture
 def newsletter_worker(celery_worker_for: Callable[..., Any], newsletter_app: Flask) -> Any:
     return celery_worker_for("newsletter", concurrency=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _smtp_pools_dropped() -> Iterator[None]:
+    """Campaigns run in this process keep their SMTP connections for the next, as in a
+    worker; they are dropped at the end, as a worker's are when it ends."""
+    from services.newsletter.delivery import close_pools
+
+    yield
+    close_pools()

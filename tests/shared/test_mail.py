@@ -126,3 +126,20 @@ def test_every_kind_of_line_break_is_refused_in_headers(breaking: str) -> None:
         _message("a@example.org", subject=f"Hallo{breaking}Welt")
     with pytest.raises(ValueError, match="line breaks"):
         address("a@example.org", f"Eve{breaking}Mallory")
+
+
+@pytest.mark.parametrize("signal", ["worker_process_shutdown", "worker_shutdown"])
+def test_a_worker_that_ends_drops_its_connections(smtp_sink: SinkHandler, signal: str) -> None:
+    """Per-process mailers are released when the worker process (or the worker) ends."""
+    from celery import signals
+
+    from shared.celery_app import at_worker_exit
+
+    config = SmtpConfig.from_url(f"smtp://127.0.0.1:{smtp_sink.port}")  # type: ignore[attr-defined]
+    mailer = Mailer(config)
+    mailer.send(_message(unique_email()))
+    connection = mailer._conn
+    assert connection is not None and connection.sock is not None
+    at_worker_exit(mailer.drop)
+    getattr(signals, signal).send(sender=None)
+    assert mailer._conn is None and connection.sock is None

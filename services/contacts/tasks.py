@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
+from celery.schedules import crontab
 
 from shared.db import db_session, get_database
 from shared.errors import DomainError
@@ -15,7 +16,24 @@ from shared.errors import DomainError
 log = logging.getLogger(__name__)
 
 # Periodic tasks for the system's one beat scheduler.
-SCHEDULE: dict[str, dict[str, Any]] = {}
+SCHEDULE: dict[str, dict[str, Any]] = {
+    "contacts.purge_imports": {
+        "task": "contacts.purge_imports",
+        "schedule": crontab(minute=17, hour=3),
+        "options": {"expires": 3600},
+    },
+}
+
+
+@shared_task(name="contacts.purge_imports", ignore_result=True)
+def purge_imports() -> int:
+    """Delete uploads older than the retention (CONTACTS_IMPORT_RETENTION_DAYS)."""
+    from .services import imports
+
+    deleted = imports.purge_imports(db_session())
+    if deleted:
+        log.info("deleted %d imports older than the retention", deleted)
+    return deleted
 
 
 @shared_task(name="contacts.check_import", ignore_result=True, acks_late=True)

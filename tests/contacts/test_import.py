@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.contacts.models import Change, Organisation, OutboxEvent
 from services.contacts.services import organisations
@@ -398,3 +399,38 @@ def test_imported_organisations_have_the_history_and_events_of_a_single_create(
             ["digitalisierung", "nachfolge"],
             "„Öffnet früh“",
         )
+
+
+def test_uploads_are_deleted_after_the_retention(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """An upload holds personal data: after the retention the import, its file and its
+    checked rows are gone; what was imported stays in the register."""
+    from datetime import timedelta
+
+    from services.contacts.models import Import, ImportRow
+    from services.contacts.services import imports
+
+    tag = f"imp{suffix()}"
+    old = _upload(contacts_client, coordinator, _outlook_de(tag)).get_json()
+    assert _commit(contacts_client, coordinator, old["id"]).status_code == 200
+    pending = _upload(contacts_client, coordinator, _outlook_de(f"{tag}x")).get_json()
+    recent = _upload(contacts_client, coordinator, _outlook_de(f"{tag}y")).get_json()
+
+    with get_database(contacts_app).session() as session:
+        for import_id, days in ((old["id"], 31), (pending["id"], 40)):
+            session.get(Import, uuid.UUID(import_id)).created_at -= timedelta(days=days)  # type: ignore[union-attr]
+        session.commit()
+        staged = select(func.count()).select_from(ImportRow)
+        assert session.scalar(staged.where(ImportRow.import_id == uuid.UUID(pending["id"]))) == 3
+        assert imports.purge_imports(session) >= 2
+
+        for gone in (old["id"], pending["id"]):
+            assert (
+                contacts_client.get(f"/api/v1/imports/{gone}", headers=coordinator).status_code
+                == 404
+            )
+        assert session.scalar(staged.where(ImportRow.import_id == uuid.UUID(pending["id"]))) == 0
+    still = contacts_client.get(f"/api/v1/imports/{recent['id']}", headers=coordinator)
+    assert still.status_code == 200 and still.get_json()["status"] == "previewed"
+    assert len(_tagged(contacts_client, coordinator, tag)) == 3

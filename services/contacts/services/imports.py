@@ -14,9 +14,11 @@ export), by email, or by folded name and address.
 
 from __future__ import annotations
 
+import os
 import uuid
 import zlib
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import marshmallow as ma
@@ -56,6 +58,10 @@ from . import organisations, people
 from .history import get_or_404
 
 MODES = ("all_or_nothing", "valid_only")
+# An upload holds personal data (people's names, addresses, emails): an import, with its
+# file, its checked rows and its error report, is deleted this long after the upload
+# (storage limitation, Art. 5(1)(e) GDPR). The register keeps what was imported.
+RETENTION_DAYS = 30
 # Files with more rows than this are committed by a worker (see tasks.py).
 BACKGROUND_ROWS = 2000
 PROGRESS_EVERY = 500
@@ -699,6 +705,23 @@ def _add_person(session: Session, row: ImportRow, organisation_id: uuid.UUID, ac
         },
         actor=actor,
     )
+
+
+def retention() -> timedelta:
+    return timedelta(days=int(os.environ.get("CONTACTS_IMPORT_RETENTION_DAYS", RETENTION_DAYS)))
+
+
+def purge_imports(session: Session, *, older_than: timedelta | None = None) -> int:
+    """Delete the imports uploaded longer ago than the retention: their files, checked rows
+    and error reports. Returns how many."""
+    cutoff = utcnow() - (older_than if older_than is not None else retention())
+    deleted = session.execute(
+        delete(Import)
+        .where(Import.created_at < cutoff)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return int(deleted)
 
 
 def set_progress(

@@ -52,7 +52,8 @@ def _mailer(smtp_url: str) -> Mailer:
         return mailer
 
 
-def _drop_mailers() -> None:
+def drop_mailers() -> None:
+    """Drop this process's SMTP connections (when its worker ends)."""
     with _mailers_lock:
         mailers = list(_mailers.values())
         _mailers.clear()
@@ -60,7 +61,7 @@ def _drop_mailers() -> None:
         mailer.drop()
 
 
-at_worker_exit(_drop_mailers)
+at_worker_exit(drop_mailers)
 
 
 @shared_task(

@@ -350,7 +350,7 @@ def _check(
     record.valid_rows, record.errors = _stage(session, record.id, table, record.mapping, progress)
     record.created_count, record.updated_count, record.skipped_count = _counts(session, record.id)
     record.status = "previewed"
-    record.processed_rows = 0
+    record.processed_rows = record.total_rows  # every row checked
 
 
 def check_import(

@@ -42,7 +42,10 @@ def check_import(import_id: str) -> None:
     from .services import imports
 
     key = uuid.UUID(import_id)
-    imports.check_import(db_session(), key, progress=_progress(key))
+    try:
+        imports.check_import(db_session(), key, progress=_progress(key))
+    except DomainError as exc:  # deleted meanwhile
+        log.warning("import %s not checked: %s", import_id, exc.detail)
 
 
 @shared_task(name="contacts.run_import", ignore_result=True, acks_late=True)

@@ -434,3 +434,13 @@ def test_uploads_are_deleted_after_the_retention(
     still = contacts_client.get(f"/api/v1/imports/{recent['id']}", headers=coordinator)
     assert still.status_code == 200 and still.get_json()["status"] == "previewed"
     assert len(_tagged(contacts_client, coordinator, tag)) == 3
+
+
+def test_a_check_queued_for_an_import_deleted_meanwhile_does_nothing(
+    contacts_app: Flask, caplog: Any
+) -> None:
+    from services.contacts import tasks
+
+    with contacts_app.app_context():
+        tasks.check_import.run(str(uuid.uuid4()))
+    assert "not checked" in caplog.text

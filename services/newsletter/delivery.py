@@ -335,7 +335,7 @@ def pool_for(settings: Settings, config: DeliveryConfig) -> SmtpPool:
         return pool
 
 
-def close_pools() -> None:
+def drop_pools() -> None:
     """Drop this process's SMTP connections (when its worker ends)."""
     with _lock:
         pools = list(_pools.values())

@@ -14,9 +14,9 @@ from shared.celery_app import at_worker_exit
 from shared.db import db_session, utcnow
 
 from . import campaigns, digest, services
-from .delivery import DeliveryConfig, close_pools
+from .delivery import DeliveryConfig, drop_pools
 
-at_worker_exit(close_pools)
+at_worker_exit(drop_pools)
 
 # Periodic tasks for the system's one beat scheduler.
 SCHEDULE: dict[str, dict[str, Any]] = {

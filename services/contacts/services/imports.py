@@ -62,7 +62,7 @@ MODES = ("all_or_nothing", "valid_only")
 # file, its checked rows and its error report, is deleted this long after the upload
 # (storage limitation, Art. 5(1)(e) GDPR). The register keeps what was imported.
 RETENTION_DAYS = 30
-# Files with more rows than this are committed by a worker (see tasks.py).
+# Files with more rows than this are checked and committed by a worker (see tasks.py).
 BACKGROUND_ROWS = 2000
 PROGRESS_EVERY = 500
 WORK_MEM = "256MB"
@@ -347,6 +347,7 @@ def preview_import(
 def _check(
     session: Session, record: Import, table: Table, progress: Progress | None = None
 ) -> None:
+    """Stage the valid rows, keep the errors and the counts: the import is previewed."""
     record.valid_rows, record.errors = _stage(session, record.id, table, record.mapping, progress)
     record.created_count, record.updated_count, record.skipped_count = _counts(session, record.id)
     record.status = "previewed"
@@ -711,10 +712,10 @@ def retention() -> timedelta:
     return timedelta(days=int(os.environ.get("CONTACTS_IMPORT_RETENTION_DAYS", RETENTION_DAYS)))
 
 
-def purge_imports(session: Session, *, older_than: timedelta | None = None) -> int:
+def purge_imports(session: Session) -> int:
     """Delete the imports uploaded longer ago than the retention: their files, checked rows
     and error reports. Returns how many."""
-    cutoff = utcnow() - (older_than if older_than is not None else retention())
+    cutoff = utcnow() - retention()
     deleted = session.execute(
         delete(Import)
         .where(Import.created_at < cutoff)

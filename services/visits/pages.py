@@ -18,8 +18,7 @@ HEADERS = {
 }
 
 TITLES = {
-    400: "Ungültiger Link",
-    404: "Anmeldung nicht gefunden",
+    404: "Ungültiger Link",
     409: "Nicht mehr möglich",
     410: "Link abgelaufen",
 }

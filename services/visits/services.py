@@ -705,17 +705,19 @@ def _sign_up(session: Session, *, training_id: uuid.UUID, now: datetime, **value
 
 
 def registration_from_link(secret: str, purpose: str, token: str) -> uuid.UUID:
+    """The registration a signed link names; 410 when it expired, 404 when it is not valid
+    (forged, damaged, or made for the other purpose), as the newsletter's links."""
     max_age = PENDING_TTL if purpose == CONFIRM_PURPOSE else CANCEL_LINK_TTL
     try:
         payload = load_link(secret, purpose, token, max_age)
     except LinkError as exc:
         if exc.expired:
             raise Gone("Dieser Link ist abgelaufen. Bitte melden Sie sich erneut an.") from exc
-        raise DomainError("Dieser Link ist ungültig.") from exc
+        raise NotFound("Dieser Link ist ungültig.") from exc
     try:
         return uuid.UUID(str(payload["r"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise DomainError("Dieser Link ist ungültig.") from exc
+        raise NotFound("Dieser Link ist ungültig.") from exc
 
 
 def link_token(secret: str, purpose: str, registration_id: uuid.UUID) -> str:

@@ -239,16 +239,16 @@ def test_forged_expired_and_misused_links(
     base = "/api/v1/public/registrations"
 
     forged = visits_client.get(f"{base}/not-a-real-token/confirm")
-    assert forged.status_code == 400 and forged.mimetype == "text/html"
+    assert forged.status_code == 404 and forged.mimetype == "text/html"
     assert "Dieser Link ist ungültig" in forged.get_data(as_text=True)
     forged_json = visits_client.post(f"{base}/not-a-real-token/confirm", headers=JSON)
-    assert forged_json.status_code == 400 and forged_json.mimetype == PROBLEM
+    assert forged_json.status_code == 404 and forged_json.mimetype == PROBLEM
 
     # A cancel link cannot confirm (the purpose is part of the signature).
     cancel_token = services.link_token(
         secret_key, services.CANCEL_PURPOSE, uuid.UUID(registration_id)
     )
-    assert visits_client.post(f"{base}/{cancel_token}/confirm").status_code == 400
+    assert visits_client.post(f"{base}/{cancel_token}/confirm").status_code == 404
 
     expired = _expired_token(secret_key, services.CONFIRM_PURPOSE, registration_id)
     page = visits_client.get(f"{base}/{expired}/confirm")

@@ -4,8 +4,9 @@ per service, late acknowledgement so that a killed worker's task runs again."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Any
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from celery import Celery, Task
 from celery.signals import (
@@ -84,6 +85,39 @@ def at_worker_exit(release: Callable[[], None]) -> None:
 
     worker_process_shutdown.connect(_release, weak=False)
     worker_shutdown.connect(_release, weak=False)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class WorkerLocal(Generic[K, V]):
+    """What a worker process makes on first use (after the fork) and keeps for its tasks,
+    one per key: an SMTP connection reused across mails and tasks, an engine. Given
+    ``release``, they are released when the process ends (:func:`at_worker_exit`)."""
+
+    def __init__(self, make: Callable[[K], V], release: Callable[[V], None] | None = None):
+        self._make = make
+        self._release = release
+        self._items: dict[K, V] = {}
+        self._lock = threading.Lock()
+        if release is not None:
+            at_worker_exit(self.release)
+
+    def __call__(self, key: K) -> V:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                item = self._items[key] = self._make(key)
+            return item
+
+    def release(self) -> None:
+        with self._lock:
+            items = list(self._items.values())
+            self._items.clear()
+        if self._release is not None:
+            for item in items:
+                self._release(item)
 
 
 def get_celery(app: Flask) -> Celery:

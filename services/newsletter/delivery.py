@@ -41,6 +41,7 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import Connection, Engine, create_engine, text
 
+from shared.celery_app import WorkerLocal
 from shared.db import startup_options
 from shared.mail import Mailer, SmtpConfig
 from shared.settings import Settings
@@ -173,6 +174,10 @@ class SmtpPool:
     def close(self) -> None:
         for connection in self.connections:
             connection.close()
+
+    def drop(self) -> None:
+        for connection in self.connections:
+            connection.drop()
 
     def __enter__(self) -> SmtpPool:
         return self
@@ -316,58 +321,40 @@ class RateCap:
             time.sleep(min(1.0, max(0.002, reset - time.time())))
 
 
-# One mailer, rate cap and database engine per worker process, made on first use (after the
-# fork), so that a campaign reuses its SMTP connection across mails and tasks.
-_lock = threading.Lock()
-_pools: dict[tuple[str, int], SmtpPool] = {}
-_caps: dict[tuple[str, int], RateCap] = {}
-_engines: dict[tuple[str, bool], Engine] = {}
+# One SMTP pool, rate cap and database engine per worker process, made on first use (after
+# the fork), so that a campaign reuses its SMTP connections across mails and tasks; the
+# connections are dropped when the process ends.
+smtp_pools: WorkerLocal[tuple[str, int], SmtpPool] = WorkerLocal(
+    lambda key: SmtpPool(SmtpConfig.from_url(key[0]), key[1]), SmtpPool.drop
+)
+_caps: WorkerLocal[tuple[str, int], RateCap] = WorkerLocal(lambda key: RateCap(*key))
+
+
+def _new_engine(key: tuple[str, bool]) -> Engine:
+    database_url, synchronous_commit = key
+    settings_off = {} if synchronous_commit else {"synchronous_commit": "off"}
+    return create_engine(
+        database_url,
+        pool_size=2,
+        max_overflow=4,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 5, **startup_options(**settings_off)},
+    )
+
+
+_engines: WorkerLocal[tuple[str, bool], Engine] = WorkerLocal(_new_engine)
 
 
 def pool_for(settings: Settings, config: DeliveryConfig) -> SmtpPool:
-    key = (settings.smtp_url, config.connections)
-    with _lock:
-        pool = _pools.get(key)
-        if pool is None:
-            pool = _pools[key] = SmtpPool(
-                SmtpConfig.from_url(settings.smtp_url), config.connections
-            )
-        return pool
-
-
-def drop_pools() -> None:
-    """Drop this process's SMTP connections (when its worker ends)."""
-    with _lock:
-        pools = list(_pools.values())
-        _pools.clear()
-    for pool in pools:
-        for connection in pool.connections:
-            connection.drop()
+    return smtp_pools((settings.smtp_url, config.connections))
 
 
 def rate_cap_for(settings: Settings, config: DeliveryConfig) -> RateCap:
-    key = (settings.redis_url, config.rate_per_second)
-    with _lock:
-        cap = _caps.get(key)
-        if cap is None:
-            cap = _caps[key] = RateCap(settings.redis_url, config.rate_per_second)
-        return cap
+    return _caps((settings.redis_url, config.rate_per_second))
 
 
 def engine_for(settings: Settings, config: DeliveryConfig) -> Engine:
-    key = (settings.database_url, config.synchronous_commit)
-    with _lock:
-        engine = _engines.get(key)
-        if engine is None:
-            settings_off = {} if config.synchronous_commit else {"synchronous_commit": "off"}
-            engine = _engines[key] = create_engine(
-                settings.database_url,
-                pool_size=2,
-                max_overflow=4,
-                pool_pre_ping=True,
-                connect_args={"connect_timeout": 5, **startup_options(**settings_off)},
-            )
-        return engine
+    return _engines((settings.database_url, config.synchronous_commit))
 
 
 @dataclass

@@ -10,13 +10,10 @@ from typing import Any
 from celery import shared_task
 
 from shared.app import get_settings
-from shared.celery_app import at_worker_exit
 from shared.db import db_session, utcnow
 
 from . import campaigns, digest, services
-from .delivery import DeliveryConfig, drop_pools
-
-at_worker_exit(drop_pools)
+from .delivery import DeliveryConfig
 
 # Periodic tasks for the system's one beat scheduler.
 SCHEDULE: dict[str, dict[str, Any]] = {

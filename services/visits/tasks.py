@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,7 +10,7 @@ from celery import shared_task
 from celery.schedules import crontab
 
 from shared.app import get_settings
-from shared.celery_app import at_worker_exit
+from shared.celery_app import WorkerLocal
 from shared.db import db_session
 from shared.mail import Mailer, SmtpConfig
 
@@ -39,29 +38,11 @@ SCHEDULE: dict[str, dict[str, Any]] = {
 RETRY_SECONDS = 30
 
 
-_mailers: dict[str, Mailer] = {}
-_mailers_lock = threading.Lock()
-
-
-def _mailer(smtp_url: str) -> Mailer:
-    """One mailer (one SMTP connection) per worker process, made on first use."""
-    with _mailers_lock:
-        mailer = _mailers.get(smtp_url)
-        if mailer is None:
-            mailer = _mailers[smtp_url] = Mailer(SmtpConfig.from_url(smtp_url))
-        return mailer
-
-
-def drop_mailers() -> None:
-    """Drop this process's SMTP connections (when its worker ends)."""
-    with _mailers_lock:
-        mailers = list(_mailers.values())
-        _mailers.clear()
-    for mailer in mailers:
-        mailer.drop()
-
-
-at_worker_exit(drop_mailers)
+# One mailer (one SMTP connection) per worker process, made on first use, dropped when
+# the process ends.
+mailers: WorkerLocal[str, Mailer] = WorkerLocal(
+    lambda smtp_url: Mailer(SmtpConfig.from_url(smtp_url)), Mailer.drop
+)
 
 
 @shared_task(
@@ -79,7 +60,7 @@ def send_mail(self: Any, mail_id: str) -> str:
         return deliver_mail(
             db_session(),
             uuid.UUID(mail_id),
-            mailer=_mailer(settings.smtp_url),
+            mailer=mailers(settings.smtp_url),
             settings=settings,
         )
     except OSError as exc:  # SMTP errors included: the row stays queued; try again later
@@ -99,7 +80,7 @@ def send_mails(mail_ids: list[str]) -> int:
             outcome = deliver_mail(
                 db_session(),
                 uuid.UUID(mail_id),
-                mailer=_mailer(settings.smtp_url),
+                mailer=mailers(settings.smtp_url),
                 settings=settings,
             )
         except OSError:  # SMTP errors included: the row stays queued

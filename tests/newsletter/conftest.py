@@ -107,7 +107,7 @@ def newsletter_worker(celery_worker_for: Callable[..., Any], newsletter_app: Fla
 def _smtp_pools_dropped() -> Iterator[None]:
     """Campaigns run in this process keep their SMTP connections for the next, as in a
     worker; they are dropped at the end, as a worker's are when it ends."""
-    from services.newsletter.delivery import drop_pools
+    from services.newsletter.delivery import smtp_pools
 
     yield
-    drop_pools()
+    smtp_pools.release()

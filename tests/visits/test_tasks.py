@@ -188,7 +188,7 @@ def test_a_mail_refused_inside_a_batch_goes_on_alone_and_arrives_once(
                 assert (mail.status, mail.attempts) == ("sent", 2)
                 assert mail.last_error and "451" in mail.last_error
     finally:
-        tasks.drop_mailers()  # as the worker's end does in a worker process of its own
+        tasks.mailers.release()  # as the worker's end does in a worker process of its own
         close_app(app)
         controller.stop()
     assert refused == [email] and len(sink.to(email)) == 1

@@ -8,6 +8,8 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, has_request_context, json, request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import DomainError
@@ -107,6 +109,17 @@ def register_problem_handlers(app: Flask) -> None:
     def _unavailable(error: ServiceUnavailable) -> Response:
         return problem(503, error.detail, headers={"Retry-After": str(error.retry_after)})
 
+    @app.errorhandler(StaleDataError)
+    def _stale(error: StaleDataError) -> Response:
+        # A row changed by another transaction since it was read (the version counter of
+        # the mapper did not match): the same answer as a version check in the use case.
+        log.warning("stale write refused: %s", error)  # names the table, holds no values
+        return problem(409, "The record was changed meanwhile; reload it and try again.")
+
+    @app.errorhandler(IntegrityError)
+    def _integrity(error: IntegrityError) -> Response:
+        return integrity_problem(error)
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         if _is_dependency_down(error):
@@ -116,6 +129,29 @@ def register_problem_handlers(app: Flask) -> None:
             )
         log.exception("unhandled error")
         return problem(500, "An unexpected error occurred. It has been logged.")
+
+
+# SQLSTATEs of a write that lost a race (or a check missed): a conflict with the stored
+# state, answered 409 like the use cases' own checks.
+CONFLICT_SQLSTATES = {
+    "23505": "A record with these values exists already.",  # unique_violation
+    "23503": "The record refers to, or is referred to by, another that changed meanwhile.",
+}
+
+
+def integrity_problem(error: IntegrityError) -> Response:
+    """A constraint the database enforced: unique and foreign-key violations are conflicts
+    (409); any other (a check constraint: a bug, since the schemas validate first) is a 500.
+    Logged with the constraint's name only: the statement's parameters hold personal data."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    diag = getattr(error.orig, "diag", None)
+    where = (getattr(diag, "table_name", None), getattr(diag, "constraint_name", None))
+    detail = CONFLICT_SQLSTATES.get(sqlstate or "")
+    if detail is None:
+        log.error("integrity error %s on table %s, constraint %s", sqlstate, *where)
+        return problem(500, "An unexpected error occurred. It has been logged.")
+    log.warning("integrity conflict %s on table %s, constraint %s", sqlstate, *where)
+    return problem(409, detail)
 
 
 def _is_dependency_down(error: Exception) -> bool:

@@ -163,6 +163,11 @@ class Organisation(Base):
     )
     roles: Mapped[list[Role]] = relationship(back_populates="organisation", lazy="selectin")
 
+    # The use cases lock the row and bump the version themselves (services/history.py);
+    # every UPDATE also says "AND version = <the version read>", so a change written from a
+    # stale copy fails (StaleDataError, a 409) instead of repeating a version.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
 
 class Person(Base):
     """Someone with roles at one or more organisations (Ansprechpartner)."""
@@ -191,6 +196,9 @@ class Person(Base):
     roles: Mapped[list[Role]] = relationship(
         back_populates="person", lazy="selectin", cascade="all, delete-orphan"
     )
+
+    # Versioned as Organisation.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
 
 class Role(Base):
@@ -248,6 +256,9 @@ class Premises(Base):
     district: Mapped[District | None] = relationship(lazy="joined")
     owner: Mapped[Organisation] = relationship(foreign_keys=[owner_id], lazy="joined")
     tenant: Mapped[Organisation | None] = relationship(foreign_keys=[tenant_id], lazy="joined")
+
+    # Versioned as Organisation.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
 
 class Change(Base):

@@ -147,3 +147,146 @@ def test_merge_keeps_both_histories_people_and_premises(
         headers=coordinator,
     )
     assert itself.status_code == 422
+
+
+def _events(app: Flask, aggregate_id: str) -> list[tuple[str, int, dict[str, Any]]]:
+    with get_database(app).session() as session:
+        return [
+            (row.type, row.version, row.payload)
+            for row in session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.aggregate_id == aggregate_id)
+                .order_by(OutboxEvent.id)
+            )
+        ]
+
+
+def test_merge_moves_people_and_premises_as_their_own_changes(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    token = suffix()
+    keep = make_org(name=f"Hausverwaltung Ost {token}", kind="landlord")
+    other = make_org(name=f"Hausverwaltung Ost {token} GmbH", kind="landlord")
+    elsewhere = make_org(name=f"Anderswo {token}")
+    person = contacts_client.post(
+        "/api/v1/people",
+        json={
+            "last_name": f"Peters{token}",
+            "roles": [
+                {"organisation_id": other["id"], "role": "property_manager"},
+                {"organisation_id": elsewhere["id"], "role": "owner"},
+            ],
+        },
+        headers=coordinator,
+    ).get_json()
+    premises = contacts_client.post(
+        "/api/v1/premises",
+        json={
+            "street": "Ahornstraße",
+            "floor_area": "60",
+            "use": "office",
+            "owner_id": other["id"],
+        },
+        headers=coordinator,
+    ).get_json()
+
+    merged = contacts_client.post(
+        f"/api/v1/organisations/{keep['id']}/merge",
+        json={"other_id": other["id"]},
+        headers=coordinator,
+    )
+    assert merged.status_code == 200, merged.get_json()
+
+    # The person's change is what a PATCH of their roles writes: version, history, event.
+    now = contacts_client.get(f"/api/v1/people/{person['id']}", headers=coordinator).get_json()
+    assert now["version"] == 2
+    assert sorted((r["organisation_id"], r["role"]) for r in now["roles"]) == sorted(
+        [(keep["id"], "property_manager"), (elsewhere["id"], "owner")]
+    )
+    events = _events(contacts_app, person["id"])
+    assert [(type_, version) for type_, version, _ in events] == [
+        ("contacts.person.created", 1),
+        ("contacts.person.updated", 2),
+    ]
+    assert events[-1][2]["organisation_ids"] == sorted([keep["id"], elsewhere["id"]])
+    history = contacts_client.get(
+        f"/api/v1/people/{person['id']}/history", headers=coordinator
+    ).get_json()
+    assert [h["action"] for h in history] == ["created", "updated"]
+    assert {r["organisation_id"] for r in history[-1]["after"]["roles"]} == {
+        keep["id"],
+        elsewhere["id"],
+    }
+    moved = contacts_client.get(
+        f"/api/v1/premises/{premises['id']}", headers=coordinator
+    ).get_json()
+    assert (moved["owner_id"], moved["version"]) == (keep["id"], 2)
+    premises_history = contacts_client.get(
+        f"/api/v1/premises/{premises['id']}/history", headers=coordinator
+    ).get_json()
+    assert premises_history[-1]["after"] == {"owner_id": keep["id"]}
+    # The kept organisation's search finds the person moved to it.
+    found = contacts_client.get(f"/api/v1/search?q=peters{token}", headers=coordinator)
+    assert keep["id"] in {hit["id"] for hit in found.get_json()["items"]}
+
+
+def test_merge_into_a_business_of_a_landlord_owning_premises_is_refused(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    token = suffix()
+    business = make_org(name=f"Krause {token}", kind="business")
+    landlord = make_org(name=f"Krause {token} Immobilien", kind="landlord")
+    premises = contacts_client.post(
+        "/api/v1/premises",
+        json={
+            "street": "Eschenstraße",
+            "floor_area": "45",
+            "use": "retail",
+            "owner_id": landlord["id"],
+        },
+        headers=coordinator,
+    ).get_json()
+
+    refused = contacts_client.post(
+        f"/api/v1/organisations/{business['id']}/merge",
+        json={"other_id": landlord["id"]},
+        headers=coordinator,
+    )
+    assert refused.status_code == 409
+    assert "premises" in refused.get_json()["detail"]
+    assert refused.get_json()["code"] == "owner_kind"
+    unchanged = contacts_client.get(
+        f"/api/v1/organisations/{landlord['id']}", headers=coordinator
+    ).get_json()
+    assert (unchanged["archived"], unchanged["version"]) == (False, 1)
+    owner = contacts_client.get(f"/api/v1/premises/{premises['id']}", headers=coordinator)
+    assert owner.get_json()["owner_id"] == landlord["id"]
+
+    # Nor can the landlord become a business while it owns premises.
+    kind = contacts_client.patch(
+        f"/api/v1/organisations/{landlord['id']}", json={"kind": "business"}, headers=coordinator
+    )
+    assert kind.status_code == 409 and kind.get_json()["code"] == "owner_kind"
+    housing = contacts_client.patch(
+        f"/api/v1/organisations/{landlord['id']}",
+        json={"kind": "housing_company"},
+        headers=coordinator,
+    )
+    assert housing.status_code == 200
+
+    # The other way round keeps the owner's kind: allowed.
+    kept = contacts_client.post(
+        f"/api/v1/organisations/{landlord['id']}/merge",
+        json={"other_id": business["id"]},
+        headers=coordinator,
+    )
+    assert kept.status_code == 200, kept.get_json()
+    assert kept.get_json()["kind"] == "housing_company"
+
+    # The business is archived now: nothing can be merged into it.
+    into_archived = contacts_client.post(
+        f"/api/v1/organisations/{business['id']}/merge",
+        json={"other_id": make_org(name=f"Dritte {token}")["id"]},
+        headers=coordinator,
+    )
+    assert into_archived.status_code == 409

@@ -16,8 +16,10 @@ from shared.db import get_or_not_found, utcnow
 from shared.errors import Conflict, Invalid
 
 from ..models import User
+from .history import unique_or_conflict
 
 MIN_PASSWORD_LENGTH = 12
+USER_EXISTS = "A user with this email exists already."
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,10 @@ def create_user(session: Session, *, email: str, role: str, password: str, name:
     _check_password(password)
     email = email.strip().lower()
     if session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise Conflict("A user with this email exists already.")
+        raise Conflict(USER_EXISTS)
     user = User(email=email, role=role, name=name, password_hash=hash_password(password))
-    session.add(user)
+    with unique_or_conflict(session, USER_EXISTS):
+        session.add(user)
     session.commit()
     return user
 

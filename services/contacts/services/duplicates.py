@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import and_, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from shared.errors import Invalid
+from shared.errors import Conflict, Invalid, NotFound
 
-from ..models import Organisation, Premises
-from . import organisations
-from .history import record_change
+from ..models import OWNER_KINDS, Organisation, Premises, Role
+from . import organisations, people
+from . import premises as premises_
+from .history import lock, record_change
 
 MERGED = "merged"
 MERGED_INTO = "merged_into"
@@ -81,13 +82,31 @@ def merge(
 ) -> Organisation:
     """Fold ``other`` into ``survivor``: empty fields filled, tags and needs joined, people
     and premises moved; ``other`` is archived, and its history stays readable through the
-    survivor's."""
+    survivor's.
+
+    Both organisations are locked (in id order, so that a merge the other way round waits
+    rather than deadlocks) before anything is checked; the people and premises that move
+    are changed through their own use cases, with history, version and event."""
     if survivor_id == other_id:
         raise Invalid({"other_id": ["An organisation cannot be merged with itself."]})
-    survivor = organisations.get_organisation(session, survivor_id)
-    other = organisations.get_organisation(session, other_id)
+    locked = organisations.lock_organisations(session, {survivor_id, other_id})
+    survivor, other = locked.get(survivor_id), locked.get(other_id)
+    if survivor is None or other is None:
+        raise NotFound("No such organisation.")
+    if survivor.archived:
+        raise Conflict(
+            "This organisation is archived (merged into another, perhaps meanwhile); "
+            "restore it first or merge into the one it went into."
+        )
     if other.archived:
         raise Invalid({"other_id": ["This organisation is archived already."]})
+    if survivor.kind not in OWNER_KINDS and organisations.owns_premises(session, other):
+        raise Conflict(
+            f"{other.name!r} owns premises, which belong to a landlord or a housing company, "
+            f"not to a {survivor.kind}: keep {other.name!r} and merge {survivor.name!r} into "
+            "it, or give the premises another owner first.",
+            code="owner_kind",
+        )
     kept = organisations.snapshot(survivor)
     absorbed = organisations.snapshot(other)
     filled: dict[str, Any] = {
@@ -100,19 +119,37 @@ def merge(
     if kept["notes"] and absorbed["notes"] and absorbed["notes"] not in kept["notes"]:
         filled["notes"] = f"{kept['notes']}\n\n{absorbed['notes']}"
 
-    have = {(role.person_id, role.role) for role in survivor.roles}
-    for role in list(other.roles):
-        if (role.person_id, role.role) in have:
-            session.delete(role)
-        else:
-            role.organisation = survivor
-    for premises in session.scalars(
-        select(Premises).where(or_(Premises.owner_id == other.id, Premises.tenant_id == other.id))
-    ):
+    # No one gives a role at ``other`` meanwhile: that locks ``other`` first.
+    at_other = session.scalars(select(Role.person_id).where(Role.organisation_id == other.id))
+    for person in people.lock_people(session, set(at_other)):
+        roles = {
+            (survivor.id if role.organisation_id == other.id else role.organisation_id, role.role)
+            for role in person.roles
+        }
+        people.change_person(
+            session,
+            person,
+            {"roles": [{"organisation_id": org_id, "role": role} for org_id, role in roles]},
+            actor=actor,
+        )
+    moving = lock(
+        session,
+        Premises,
+        set(
+            session.scalars(
+                select(Premises.id).where(
+                    or_(Premises.owner_id == other.id, Premises.tenant_id == other.id)
+                )
+            )
+        ),
+    )
+    for premises in moving:
+        moved: dict[str, Any] = {}
         if premises.owner_id == other.id:
-            premises.owner = survivor
+            moved["owner_id"] = survivor.id
         if premises.tenant_id == other.id:
-            premises.tenant = survivor
+            moved["tenant_id"] = survivor.id
+        premises_.change(session, premises, moved, actor=actor)
     session.flush()
     session.refresh(survivor, ["roles"])
     session.refresh(other, ["roles"])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import get_or_not_found
+from shared.errors import Conflict, NotFound
 
 from ..models import Change
 
@@ -123,3 +126,60 @@ def archive(
 
 def get_or_404(session: Session, model: type[T], record_id: Any, what: str) -> T:
     return get_or_not_found(session, model, record_id, f"No such {what}.")
+
+
+# Every write locks the rows it changes before it reads what it checks (a version, whether
+# a record is archived, an organisation's kind), so that concurrent writers take turns and
+# the second sees what the first committed. Always in this order, each kind by id, so that
+# two writers never wait for each other: organisations, then people, then premises.
+
+
+def lock(session: Session, model: type[T], ids: Collection[Any], *, share: bool = False) -> list[T]:
+    """These rows, locked until the transaction ends and read afresh (what the session held
+    of them is replaced), in id order; missing ids are left out.
+
+    ``FOR NO KEY UPDATE`` (what PostgreSQL's own UPDATE takes) lets other transactions
+    insert rows that refer to the locked ones (a role, premises) but not change or lock
+    them; ``share`` takes ``FOR SHARE`` instead, for a row that is read, not changed (an
+    owner whose kind must not change meanwhile)."""
+    if not ids:
+        return []
+    (column,) = inspect(model).primary_key
+    query = (
+        select(model)
+        .where(column.in_(list(ids)))
+        .order_by(column)
+        .with_for_update(of=model, read=share, key_share=not share)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.scalars(query).unique())
+
+
+def lock_or_404(session: Session, model: type[T], record_id: Any, what: str) -> T:
+    """One record, locked for a change (see :func:`lock`), or a 404."""
+    found = lock(session, model, [record_id])
+    if not found:
+        raise NotFound(f"No such {what}.")
+    return found[0]
+
+
+UNIQUE_VIOLATION = "23505"
+
+
+def sqlstate(error: DBAPIError) -> str | None:
+    """PostgreSQL's error code (SQLSTATE) of a failed statement."""
+    return getattr(error.orig, "sqlstate", None)
+
+
+@contextmanager
+def unique_or_conflict(session: Session, detail: str) -> Iterator[None]:
+    """Write what the block adds in a savepoint. A check for an existing row and the insert
+    are two steps; a concurrent transaction that inserts the same between them makes the
+    insert a unique violation, which is then the same 409 as the check's."""
+    try:
+        with session.begin_nested():
+            yield
+    except IntegrityError as error:
+        if sqlstate(error) != UNIQUE_VIOLATION:
+            raise
+        raise Conflict(detail) from None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from shared.db import page_offset
@@ -17,9 +17,11 @@ from shared.events import record_event
 from ..models import (
     ORGANISATION_KINDS,
     ORGANISATION_STATUSES,
+    OWNER_KINDS,
     District,
     Organisation,
     OutboxEvent,
+    Premises,
     organisation_needs,
 )
 from ..normalise import (
@@ -31,7 +33,7 @@ from ..normalise import (
     unique,
     weighted_tsvectors,
 )
-from .history import archive, get_or_404, record_change, record_update
+from .history import archive, get_or_404, lock, lock_or_404, record_change, record_update
 from .vocab import district_by_name, needs_by_key
 
 ENTITY = "organisation"
@@ -240,6 +242,33 @@ def get_organisation(session: Session, organisation_id: uuid.UUID) -> Organisati
     return get_or_404(session, Organisation, organisation_id, "organisation")
 
 
+def lock_organisation(session: Session, organisation_id: uuid.UUID) -> Organisation:
+    """The organisation, locked for a change until the commit and read afresh (or a 404)."""
+    return lock_or_404(session, Organisation, organisation_id, "organisation")
+
+
+def lock_organisations(
+    session: Session, organisation_ids: Iterable[uuid.UUID], *, share: bool = False
+) -> dict[uuid.UUID, Organisation]:
+    """These organisations, locked in id order (see history.lock); missing ones left out."""
+    return {org.id: org for org in lock(session, Organisation, set(organisation_ids), share=share)}
+
+
+def owns_premises(session: Session, org: Organisation) -> bool:
+    return bool(session.scalar(select(exists().where(Premises.owner_id == org.id))))
+
+
+def check_owner_kind(session: Session, org: Organisation, kind: str) -> None:
+    """Premises belong to landlords and housing companies: one that owns premises keeps
+    such a kind (see premises.py)."""
+    if kind not in OWNER_KINDS and owns_premises(session, org):
+        raise Conflict(
+            f"{org.name!r} owns premises, and premises belong to a landlord or a housing "
+            f"company, so it cannot become a {kind}; give the premises another owner first.",
+            code="owner_kind",
+        )
+
+
 def _check_version(org: Organisation, version: int | None) -> None:
     if version is not None and version != org.version:
         raise Conflict(
@@ -256,8 +285,12 @@ def update_organisation(
     actor: str,
     version: int | None = None,
 ) -> Organisation:
-    org = get_organisation(session, organisation_id)
+    # Locked before the version is compared: a concurrent change waits for this one and
+    # then compares against the version this one wrote.
+    org = lock_organisation(session, organisation_id)
     _check_version(org, version)
+    if data.get("kind") in ORGANISATION_KINDS and data["kind"] != org.kind:
+        check_owner_kind(session, org, data["kind"])
     change(session, org, data, actor=actor)
     session.commit()
     return org
@@ -266,7 +299,7 @@ def update_organisation(
 def set_archived(
     session: Session, organisation_id: uuid.UUID, archived: bool, *, actor: str
 ) -> Organisation:
-    org = get_organisation(session, organisation_id)
+    org = lock_organisation(session, organisation_id)
     archive_in_transaction(session, org, actor=actor, archived=archived)
     session.commit()
     return org

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.errors import Invalid
+from shared.errors import Conflict, Invalid
 from shared.events import record_event
 
 from ..models import ROLES, Organisation, OutboxEvent, Person, Role
 from ..normalise import fold_email, index_terms, tsvector
-from .history import archive, get_or_404, record_change, record_update
-from .organisations import order, paginate, refresh_search
+from .history import (
+    UNIQUE_VIOLATION,
+    archive,
+    get_or_404,
+    lock,
+    lock_or_404,
+    record_change,
+    record_update,
+    sqlstate,
+)
+from .organisations import lock_organisations, order, paginate, refresh_search
 
 ENTITY = "person"
 FIELDS = ("first_name", "last_name", "email", "phone", "notes")
@@ -56,8 +66,16 @@ def _refresh_search(person: Person) -> None:
     person.search_vector = tsvector((terms, "A"))
 
 
+def _wanted_roles(data: Mapping[str, Any]) -> set[tuple[uuid.UUID, str]] | None:
+    if "roles" not in data:
+        return None
+    return {(uuid.UUID(str(r["organisation_id"])), r["role"]) for r in data["roles"] or []}
+
+
 def _apply(session: Session, person: Person, data: Mapping[str, Any]) -> set[Organisation]:
-    """Set fields and roles; returns the organisations whose search text names this person."""
+    """Set fields and roles; returns the organisations whose search text names this person
+    and has to be written again: all of theirs if the name changed, else those whose roles
+    changed."""
     values = dict(data)
     for field in ("first_name", "last_name", "phone"):
         if field in values:
@@ -66,14 +84,17 @@ def _apply(session: Session, person: Person, data: Mapping[str, Any]) -> set[Org
         values["email"] = fold_email(values["email"])
     if "notes" in values:
         values["notes"] = values["notes"] or ""
+    name = (person.first_name, person.last_name)
     for field in FIELDS:
         if field in values:
             setattr(person, field, values[field])
     if not (person.first_name or person.last_name):
         raise Invalid({"last_name": ["A person needs a first or a last name."]})
-    touched = {role.organisation for role in person.roles}
-    if "roles" in values:
-        wanted = {(uuid.UUID(str(r["organisation_id"])), r["role"]) for r in values["roles"]}
+    touched: set[Organisation] = set()
+    if name != (person.first_name, person.last_name):
+        touched = {role.organisation for role in person.roles}
+    wanted = _wanted_roles(values)
+    if wanted is not None:
         for _, role in wanted:
             if role not in ROLES:
                 raise Invalid({"roles": [f"Role must be one of: {', '.join(ROLES)}."]})
@@ -84,14 +105,14 @@ def _apply(session: Session, person: Person, data: Mapping[str, Any]) -> set[Org
         missing = ids - orgs.keys()
         if missing:
             raise Invalid({"roles": [f"No such organisation: {', '.join(map(str, missing))}."]})
-        have = {(role.organisation_id, role.role): role for role in person.roles}
-        for key, role in have.items():
+        have = {(held.organisation_id, held.role): held for held in person.roles}
+        for key, held in have.items():
             if key not in wanted:
-                person.roles.remove(role)
-        for org_id, role_name in wanted:
-            if (org_id, role_name) not in have:
-                person.roles.append(Role(organisation=orgs[org_id], role=role_name))
-        touched |= set(orgs.values())
+                touched.add(held.organisation)
+                person.roles.remove(held)
+        for org_id, role_name in sorted(wanted - have.keys(), key=str):
+            touched.add(orgs[org_id])
+            person.roles.append(Role(organisation=orgs[org_id], role=role_name))
     _refresh_search(person)
     return touched
 
@@ -108,13 +129,35 @@ def _publish(session: Session, person: Person, verb: str) -> None:
 
 
 def _refresh_organisations(session: Session, orgs: set[Organisation]) -> None:
-    session.flush()
+    _flush(session)
     for org in orgs:
         session.refresh(org, ["roles"])
         refresh_search(org)
 
 
+def _flush(session: Session) -> None:
+    """Write the roles. The person is locked, so no one else changes their roles; should a
+    writer that does not lock give them a role first, that is a conflict, not a 500."""
+    try:
+        session.flush()
+    except IntegrityError as error:
+        if sqlstate(error) != UNIQUE_VIOLATION:
+            raise
+        session.rollback()
+        raise Conflict(
+            "The person's roles were changed meanwhile; reload them and apply your change again."
+        ) from None
+
+
+def _lock_organisations(session: Session, data: Mapping[str, Any]) -> None:
+    """Lock the organisations a new person gets roles at: their search text names the
+    person, and a concurrent change of theirs must not be written over."""
+    wanted = _wanted_roles(data) or set()
+    lock_organisations(session, {org_id for org_id, _ in wanted})
+
+
 def add_person(session: Session, data: Mapping[str, Any], *, actor: str) -> Person:
+    _lock_organisations(session, data)
     person = Person(first_name="", last_name="", notes="", version=1, archived=False)
     person.roles = []
     session.add(person)
@@ -144,21 +187,57 @@ def get_person(session: Session, person_id: uuid.UUID) -> Person:
     return get_or_404(session, Person, person_id, "person")
 
 
+def lock_people(session: Session, person_ids: Iterable[uuid.UUID]) -> list[Person]:
+    """These people, locked for a change in id order (see history.lock)."""
+    return lock(session, Person, set(person_ids))
+
+
+def lock_for_change(
+    session: Session, person_id: uuid.UUID, data: Mapping[str, Any], attempts: int = 3
+) -> Person:
+    """The person locked for a change, after the organisations of their roles and of the
+    roles asked for (organisations are locked before people, see history.lock). Their
+    roles are read before the lock; if they changed until it was granted, once more."""
+    wanted = {org_id for org_id, _ in _wanted_roles(data) or set()}
+    for _ in range(attempts):
+        current = set(
+            session.scalars(select(Role.organisation_id).where(Role.person_id == person_id))
+        )
+        lock_organisations(session, current | wanted)
+        person = lock_or_404(session, Person, person_id, "person")
+        if {role.organisation_id for role in person.roles} <= current | wanted:
+            return person
+        session.rollback()  # nothing written yet; the locks go with it
+    raise Conflict("The person's roles keep changing meanwhile; try again.")
+
+
+def change_person(session: Session, person: Person, data: Mapping[str, Any], *, actor: str) -> bool:
+    """Update a person locked by the caller (with the organisations of their old and new
+    roles), in the caller's transaction: history, version and event as any change.
+    True if anything changed."""
+    before = snapshot(person)
+    touched = _apply(session, person, data)
+    _flush(session)  # new roles get their organisation_id, which the snapshot names
+    if not record_update(
+        session, person, before, snapshot(person), entity_type=ENTITY, actor=actor
+    ):
+        return False
+    _refresh_organisations(session, touched)
+    _publish(session, person, "updated")
+    return True
+
+
 def update_person(
     session: Session, person_id: uuid.UUID, data: Mapping[str, Any], *, actor: str
 ) -> Person:
-    person = get_person(session, person_id)
-    before = snapshot(person)
-    touched = _apply(session, person, data)
-    if record_update(session, person, before, snapshot(person), entity_type=ENTITY, actor=actor):
-        _refresh_organisations(session, touched)
-        _publish(session, person, "updated")
+    person = lock_for_change(session, person_id, data)
+    change_person(session, person, data, actor=actor)
     session.commit()
     return person
 
 
 def set_archived(session: Session, person_id: uuid.UUID, archived: bool, *, actor: str) -> Person:
-    person = get_person(session, person_id)
+    person = lock_or_404(session, Person, person_id, "person")
     if archive(session, person, archived, entity_type=ENTITY, actor=actor):
         _publish(session, person, "archived" if archived else "updated")
     session.commit()

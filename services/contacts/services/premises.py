@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from shared.errors import Invalid
 
 from ..models import OWNER_KINDS, PREMISES_STATUSES, PREMISES_USES, District, Organisation, Premises
-from .history import archive, get_or_404, record_change, record_update
-from .organisations import order, paginate
+from .history import archive, get_or_404, lock_or_404, record_change, record_update
+from .organisations import lock_organisations, order, paginate
 from .vocab import district_by_name
 
 ENTITY = "premises"
@@ -97,7 +97,20 @@ def _apply(session: Session, premises: Premises, data: Mapping[str, Any]) -> Non
         raise Invalid({"tenant_id": ["Vacant premises have no tenant."]})
 
 
+def _lock_owner(session: Session, data: Mapping[str, Any]) -> None:
+    """Hold the new owner (FOR SHARE) until the commit, so that its kind, checked here,
+    cannot change meanwhile (organisations are locked before premises, see history.lock)."""
+    value = data.get("owner_id")
+    if value:
+        try:
+            owner_id = uuid.UUID(str(value))
+        except ValueError:
+            return  # _apply says which field is wrong
+        lock_organisations(session, [owner_id], share=True)
+
+
 def create_premises(session: Session, data: Mapping[str, Any], *, actor: str) -> Premises:
+    _lock_owner(session, data)
     premises = Premises(notes="", version=1, archived=False, status="vacant")
     premises.tenant = None
     _apply(session, premises, data)
@@ -120,13 +133,30 @@ def get_premises(session: Session, premises_id: uuid.UUID) -> Premises:
     return get_or_404(session, Premises, premises_id, "premises")
 
 
+def lock_premises(session: Session, premises_id: uuid.UUID) -> Premises:
+    """The premises, locked for a change until the commit and read afresh (or a 404)."""
+    return lock_or_404(session, Premises, premises_id, "premises")
+
+
+def change(session: Session, premises: Premises, data: Mapping[str, Any], *, actor: str) -> bool:
+    """Update premises locked by the caller, in the caller's transaction; True if anything
+    changed (then the version is one up and the history has the change)."""
+    before = snapshot(premises)
+    _apply(session, premises, data)
+    return (
+        record_update(
+            session, premises, before, snapshot(premises), entity_type=ENTITY, actor=actor
+        )
+        is not None
+    )
+
+
 def update_premises(
     session: Session, premises_id: uuid.UUID, data: Mapping[str, Any], *, actor: str
 ) -> Premises:
-    premises = get_premises(session, premises_id)
-    before = snapshot(premises)
-    _apply(session, premises, data)
-    record_update(session, premises, before, snapshot(premises), entity_type=ENTITY, actor=actor)
+    _lock_owner(session, data)
+    premises = lock_premises(session, premises_id)
+    change(session, premises, data, actor=actor)
     session.commit()
     return premises
 
@@ -134,7 +164,7 @@ def update_premises(
 def set_archived(
     session: Session, premises_id: uuid.UUID, archived: bool, *, actor: str
 ) -> Premises:
-    premises = get_premises(session, premises_id)
+    premises = lock_premises(session, premises_id)
     archive(session, premises, archived, entity_type=ENTITY, actor=actor)
     session.commit()
     return premises

@@ -14,7 +14,11 @@ from shared.events import record_event
 
 from ..models import District, Need, OutboxEvent
 from ..normalise import slug
-from .history import diff, record_change
+from .history import diff, lock_or_404, record_change, unique_or_conflict
+
+DISTRICT_EXISTS = "A district with this name exists already."
+NEED_EXISTS = "A need with this key or label exists already."
+NEED_LABEL_EXISTS = "A need with this label exists already."
 
 
 def list_districts(session: Session, *, include_inactive: bool = True) -> list[District]:
@@ -44,10 +48,10 @@ def create_district(session: Session, *, name: str, actor: str) -> District:
     if not name:
         raise Invalid({"name": ["Must not be empty."]})
     if session.scalar(select(District.id).where(District.name == name)) is not None:
-        raise Conflict("A district with this name exists already.")
+        raise Conflict(DISTRICT_EXISTS)
     district = District(name=name, active=True)
-    session.add(district)
-    session.flush()
+    with unique_or_conflict(session, DISTRICT_EXISTS):
+        session.add(district)
     record_change(
         session,
         entity_type="district",
@@ -69,7 +73,7 @@ def update_district(
     name: str | None = None,
     active: bool | None = None,
 ) -> District:
-    district = get_district(session, district_id)
+    district = lock_or_404(session, District, district_id, "district")
     before = {"name": district.name, "active": district.active}
     if name is not None:
         name = name.strip()
@@ -79,8 +83,9 @@ def update_district(
             select(District.id).where(District.name == name, District.id != district_id)
         )
         if clash is not None:
-            raise Conflict("A district with this name exists already.")
-        district.name = name
+            raise Conflict(DISTRICT_EXISTS)
+        with unique_or_conflict(session, DISTRICT_EXISTS):
+            district.name = name
     if active is not None:
         district.active = active
     old, new = diff(before, {"name": district.name, "active": district.active})
@@ -140,10 +145,10 @@ def create_need(session: Session, *, label: str, actor: str, key: str | None = N
     if not key:
         raise Invalid({"key": ["Must contain letters or digits."]})
     if session.scalar(select(Need.key).where((Need.key == key) | (Need.label == label))):
-        raise Conflict("A need with this key or label exists already.")
+        raise Conflict(NEED_EXISTS)
     need = Need(key=key, label=label, active=True, version=1)
-    session.add(need)
-    session.flush()
+    with unique_or_conflict(session, NEED_EXISTS):
+        session.add(need)
     record_change(
         session,
         entity_type="need",
@@ -161,15 +166,17 @@ def create_need(session: Session, *, label: str, actor: str, key: str | None = N
 def update_need(
     session: Session, key: str, *, actor: str, label: str | None = None, active: bool | None = None
 ) -> Need:
-    need = get_need(session, key)
+    # Locked, so that two changes at once get versions one after the other.
+    need = lock_or_404(session, Need, key, "need")
     before = need_data(need)
     if label is not None:
         label = label.strip()
         if not label:
             raise Invalid({"label": ["Must not be empty."]})
         if session.scalar(select(Need.key).where(Need.label == label, Need.key != key)):
-            raise Conflict("A need with this label exists already.")
-        need.label = label
+            raise Conflict(NEED_LABEL_EXISTS)
+        with unique_or_conflict(session, NEED_LABEL_EXISTS):
+            need.label = label
     if active is not None:
         need.active = active
     old, new = diff(before, need_data(need))

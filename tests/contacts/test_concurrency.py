@@ -1,0 +1,510 @@
+"""Concurrent writes on the real database: the overlap is forced, not hoped for.
+
+Each test holds a row lock (or an uncommitted insert) in a transaction of its own, starts
+two requests in threads, waits until PostgreSQL shows both waiting for that lock, and
+then lets go. Before the fix both requests read the same version and both wrote it (or
+the second insert ended in a 500); now the writers take turns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.test import TestResponse
+
+from services.contacts.models import Change, OutboxEvent
+from services.contacts.services import organisations
+from shared.db import get_database
+from shared.problems import PROBLEM_MIMETYPE, register_problem_handlers
+from shared.testing import unique_email
+
+from .conftest import Maker, suffix
+
+Call = Callable[[FlaskClient], TestResponse]
+
+
+def _engine(app: Flask) -> Engine:
+    return get_database(app).engine
+
+
+@contextmanager
+def holding(app: Flask, statement: str, **params: Any) -> Iterator[Connection]:
+    """Run ``statement`` (a ``SELECT … FOR UPDATE``, an insert) in a transaction that stays
+    open inside the block and is rolled back at its end: what it locks stays locked."""
+    with _engine(app).connect() as conn:
+        conn.execute(text(statement), params)
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def waiting_for_locks(app: Flask) -> int:
+    """Backends of this database waiting for a lock right now (a fresh statistics snapshot
+    each call: a new connection's transaction)."""
+    with _engine(app).connect() as conn:
+        return int(
+            conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            or 0
+        )
+
+
+def overlapping(
+    app: Flask, calls: list[Call], statement: str, timeout: float = 15.0, **params: Any
+) -> list[TestResponse]:
+    """Start the calls one after the other while ``statement`` holds its lock, each once
+    the one before waits for it (so they queue in this order), then let go. The answers,
+    in the order of ``calls``."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        with holding(app, statement, **params):
+            futures: list[Future[TestResponse]] = []
+            for call in calls:
+                futures.append(pool.submit(call, app.test_client()))
+                _wait_for_waiters(app, futures, timeout)
+        return [future.result(timeout=timeout) for future in futures]
+
+
+def _wait_for_waiters(app: Flask, futures: list[Future[TestResponse]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while waiting_for_locks(app) < len(futures):
+        done = [f for f in futures if f.done()]
+        if done:  # a call that did not wait for the lock: show what it answered
+            response = done[0].result()
+            pytest.fail(f"a call did not wait: {response.status_code} {response.data!r}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the calls did not all wait for the lock within {timeout} s")
+        time.sleep(0.02)
+
+
+def statuses(responses: list[TestResponse]) -> list[int]:
+    for response in responses:
+        assert response.status_code < 500, response.get_json()
+    return sorted(response.status_code for response in responses)
+
+
+def event_versions(app: Flask, aggregate_id: str) -> list[tuple[str, int]]:
+    with get_database(app).session() as session:
+        return [
+            (type_, version)
+            for type_, version in session.execute(
+                select(OutboxEvent.type, OutboxEvent.version)
+                .where(OutboxEvent.aggregate_id == aggregate_id)
+                .order_by(OutboxEvent.id)
+            )
+        ]
+
+
+def assert_increasing(versions: list[int]) -> None:
+    """1, 2, 3 …: no version twice, none skipped, in the order they were written."""
+    assert versions == list(range(1, len(versions) + 1)), versions
+
+
+def history_actions(app: Flask, entity_type: str, entity_id: str) -> list[str]:
+    with get_database(app).session() as session:
+        return list(
+            session.scalars(
+                select(Change.action)
+                .where(Change.entity_type == entity_type, Change.entity_id == entity_id)
+                .order_by(Change.id)
+            )
+        )
+
+
+LOCK_ORGANISATION = "SELECT 1 FROM organisations WHERE id = :id FOR UPDATE"
+LOCK_PERSON = "SELECT 1 FROM people WHERE id = :id FOR UPDATE"
+LOCK_PREMISES = "SELECT 1 FROM premises WHERE id = :id FOR UPDATE"
+
+
+def test_two_patches_of_the_same_version_one_wins_the_other_is_409(
+    contacts_app: Flask, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    org = make_org()
+    path = f"/api/v1/organisations/{org['id']}"
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.patch(path, json={"sector": "A", "version": 1}, headers=coordinator),
+            lambda c: c.patch(path, json={"city": "B", "version": 1}, headers=coordinator),
+        ],
+        LOCK_ORGANISATION,
+        id=org["id"],
+    )
+    assert statuses(responses) == [200, 409]
+    won = next(r for r in responses if r.status_code == 200).get_json()
+    lost = next(r for r in responses if r.status_code == 409)
+    assert lost.mimetype == PROBLEM_MIMETYPE
+    assert lost.get_json()["current_version"] == 2
+    assert won["version"] == 2
+    now = contacts_app.test_client().get(path, headers=coordinator).get_json()
+    assert now["version"] == 2
+    assert (now["sector"], now["city"]) in {("A", None), (None, "B")}
+    events = event_versions(contacts_app, org["id"])
+    assert events == [("contacts.organisation.created", 1), ("contacts.organisation.updated", 2)]
+    assert history_actions(contacts_app, "organisation", org["id"]) == ["created", "updated"]
+
+
+def test_patches_and_archive_without_version_take_turns_and_lose_nothing(
+    contacts_app: Flask, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    org = make_org()
+    path = f"/api/v1/organisations/{org['id']}"
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.patch(path, json={"sector": "A"}, headers=coordinator),
+            lambda c: c.patch(path, json={"city": "B"}, headers=coordinator),
+            lambda c: c.post(f"{path}/archive", json={"archived": True}, headers=coordinator),
+        ],
+        LOCK_ORGANISATION,
+        id=org["id"],
+    )
+    assert statuses(responses) == [200, 200, 200]
+    assert sorted(r.get_json()["version"] for r in responses) == [2, 3, 4]
+    now = contacts_app.test_client().get(path, headers=coordinator).get_json()
+    assert (now["sector"], now["city"], now["archived"], now["version"]) == ("A", "B", True, 4)
+    events = event_versions(contacts_app, org["id"])
+    assert_increasing([version for _, version in events])
+    assert sorted(type_ for type_, _ in events) == [
+        "contacts.organisation.archived",
+        "contacts.organisation.created",
+        "contacts.organisation.updated",
+        "contacts.organisation.updated",
+    ]
+
+
+def test_person_patch_and_archive_take_turns(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+) -> None:
+    person = contacts_client.post(
+        "/api/v1/people", json={"last_name": f"Lange{suffix()}"}, headers=coordinator
+    ).get_json()
+    path = f"/api/v1/people/{person['id']}"
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.patch(path, json={"phone": "0381 1234"}, headers=coordinator),
+            lambda c: c.post(f"{path}/archive", json={"archived": True}, headers=coordinator),
+        ],
+        LOCK_PERSON,
+        id=person["id"],
+    )
+    assert statuses(responses) == [200, 200]
+    assert sorted(r.get_json()["version"] for r in responses) == [2, 3]
+    now = contacts_client.get(path, headers=coordinator).get_json()
+    assert (now["phone"], now["archived"], now["version"]) == ("0381 1234", True, 3)
+    assert_increasing([v for _, v in event_versions(contacts_app, person["id"])])
+    assert len(event_versions(contacts_app, person["id"])) == 3
+
+
+def test_the_same_role_added_twice_at_once_is_added_once(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+) -> None:
+    org = make_org()
+    person = contacts_client.post(
+        "/api/v1/people", json={"last_name": f"Brandt{suffix()}"}, headers=coordinator
+    ).get_json()
+    path = f"/api/v1/people/{person['id']}"
+    roles = {"roles": [{"organisation_id": org["id"], "role": "contact_person"}]}
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.patch(path, json=roles, headers=coordinator),
+            lambda c: c.patch(path, json=roles, headers=coordinator),
+        ],
+        LOCK_PERSON,
+        id=person["id"],
+    )
+    # The second sees the first's role: nothing left to change, so no second version.
+    assert statuses(responses) == [200, 200]
+    now = contacts_client.get(path, headers=coordinator).get_json()
+    assert now["version"] == 2
+    assert [(r["organisation_id"], r["role"]) for r in now["roles"]] == [
+        (org["id"], "contact_person")
+    ]
+    assert event_versions(contacts_app, person["id"]) == [
+        ("contacts.person.created", 1),
+        ("contacts.person.updated", 2),
+    ]
+    people = contacts_client.get(f"/api/v1/organisations/{org['id']}", headers=coordinator)
+    assert [p["person_id"] for p in people.get_json()["people"]] == [person["id"]]
+    history = contacts_client.get(f"{path}/history", headers=coordinator).get_json()
+    assert [h["action"] for h in history] == ["created", "updated"]
+    assert history[-1]["after"]["roles"] == [
+        {"organisation_id": org["id"], "role": "contact_person"}
+    ]
+
+
+def test_premises_patch_and_archive_take_turns(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+) -> None:
+    owner = make_org(kind="landlord")
+    premises = contacts_client.post(
+        "/api/v1/premises",
+        json={
+            "street": "Warnowallee",
+            "floor_area": "80",
+            "use": "retail",
+            "owner_id": owner["id"],
+        },
+        headers=coordinator,
+    ).get_json()
+    path = f"/api/v1/premises/{premises['id']}"
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.patch(path, json={"floor_area": "95"}, headers=coordinator),
+            lambda c: c.post(f"{path}/archive", json={"archived": True}, headers=coordinator),
+        ],
+        LOCK_PREMISES,
+        id=premises["id"],
+    )
+    assert statuses(responses) == [200, 200]
+    assert sorted(r.get_json()["version"] for r in responses) == [2, 3]
+    now = contacts_client.get(path, headers=coordinator).get_json()
+    assert (now["floor_area"], now["archived"], now["version"]) == ("95.00", True, 3)
+    assert history_actions(contacts_app, "premises", premises["id"]) in (
+        ["created", "updated", "archived"],
+        ["created", "archived", "updated"],
+    )
+
+
+def test_merges_in_opposite_directions_archive_only_one(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+) -> None:
+    token = suffix()
+    first = make_org(name=f"Fischer {token}")
+    second = make_org(name=f"Fischer {token} GmbH")
+    person = contacts_client.post(
+        "/api/v1/people",
+        json={
+            "last_name": f"Fischer{token}",
+            "roles": [{"organisation_id": second["id"], "role": "owner"}],
+        },
+        headers=coordinator,
+    ).get_json()
+    both = sorted([first["id"], second["id"]])
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.post(
+                f"/api/v1/organisations/{first['id']}/merge",
+                json={"other_id": second["id"]},
+                headers=coordinator,
+            ),
+            lambda c: c.post(
+                f"/api/v1/organisations/{second['id']}/merge",
+                json={"other_id": first["id"]},
+                headers=coordinator,
+            ),
+        ],
+        "SELECT 1 FROM organisations WHERE id IN (:a, :b) ORDER BY id FOR UPDATE",
+        a=both[0],
+        b=both[1],
+    )
+    assert statuses(responses) == [200, 409]
+    kept = next(r for r in responses if r.status_code == 200).get_json()
+    gone_id = second["id"] if kept["id"] == first["id"] else first["id"]
+    gone = contacts_client.get(f"/api/v1/organisations/{gone_id}", headers=coordinator)
+    assert kept["archived"] is False
+    assert gone.get_json()["archived"] is True
+    survivor = contacts_client.get(f"/api/v1/organisations/{kept['id']}", headers=coordinator)
+    assert survivor.get_json()["archived"] is False
+    assert [p["person_id"] for p in survivor.get_json()["people"]] == [person["id"]]
+    for org_id in both:
+        assert_increasing([v for _, v in event_versions(contacts_app, org_id)])
+    # The person's role moved only if the organisation holding it went.
+    moved = [("contacts.person.updated", 2)] if gone_id == second["id"] else []
+    assert event_versions(contacts_app, person["id"]) == [("contacts.person.created", 1), *moved]
+
+
+def test_a_person_changed_while_a_merge_moves_their_role_gets_both(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+) -> None:
+    """The person's change reads their roles, then waits for the organisation the merge
+    holds; when it gets it, the role has moved on, so it locks the new one and goes on."""
+    token = suffix()
+    keep = make_org(name=f"Schulz {token}")
+    other = make_org(name=f"Schulz {token} e.K.")
+    person = contacts_client.post(
+        "/api/v1/people",
+        json={
+            "last_name": f"Schulz{token}",
+            "roles": [{"organisation_id": other["id"], "role": "owner"}],
+        },
+        headers=coordinator,
+    ).get_json()
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.post(
+                f"/api/v1/organisations/{keep['id']}/merge",
+                json={"other_id": other["id"]},
+                headers=coordinator,
+            ),
+            lambda c: c.patch(
+                f"/api/v1/people/{person['id']}",
+                json={"first_name": "Anke"},
+                headers=coordinator,
+            ),
+        ],
+        LOCK_ORGANISATION,
+        id=other["id"],
+    )
+    assert [r.status_code for r in responses] == [200, 200], [r.get_json() for r in responses]
+    now = contacts_client.get(f"/api/v1/people/{person['id']}", headers=coordinator).get_json()
+    assert now["first_name"] == "Anke"
+    assert [(r["organisation_id"], r["role"]) for r in now["roles"]] == [(keep["id"], "owner")]
+    assert event_versions(contacts_app, person["id"]) == [
+        ("contacts.person.created", 1),
+        ("contacts.person.updated", 2),
+        ("contacts.person.updated", 3),
+    ]
+    # The kept organisation's search text has the new first name.
+    found = contacts_client.get(f"/api/v1/search?q=anke schulz{token}", headers=coordinator)
+    assert keep["id"] in {hit["id"] for hit in found.get_json()["items"]}
+
+
+def test_two_districts_of_one_name_at_once_one_is_409(
+    contacts_app: Flask, admin: dict[str, str]
+) -> None:
+    name = f"Stadtteil {suffix()}"
+    # An uncommitted insert of the name: both requests pass the check for an existing
+    # district and wait at their own insert; the rollback lets them race.
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.post("/api/v1/districts", json={"name": name}, headers=admin),
+            lambda c: c.post("/api/v1/districts", json={"name": name}, headers=admin),
+        ],
+        "INSERT INTO districts (name, active) VALUES (:name, true)",
+        name=name,
+    )
+    assert statuses(responses) == [201, 409]
+    lost = next(r for r in responses if r.status_code == 409)
+    assert lost.mimetype == PROBLEM_MIMETYPE
+    assert lost.get_json()["detail"] == "A district with this name exists already."
+
+
+def test_two_users_of_one_email_at_once_one_is_409(
+    contacts_app: Flask, admin: dict[str, str]
+) -> None:
+    email = unique_email("race")
+    body = {"email": email, "role": "viewer", "password": "mindestens-12-zeichen"}
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.post("/api/v1/users", json=body, headers=admin),
+            lambda c: c.post("/api/v1/users", json=body, headers=admin),
+        ],
+        "INSERT INTO users (id, email, name, password_hash, role, is_active, created_at)"
+        " VALUES (:id, :email, '', 'x', 'viewer', true, now())",
+        id=uuid.uuid4(),
+        email=email,
+    )
+    assert statuses(responses) == [201, 409]
+    lost = next(r for r in responses if r.status_code == 409)
+    assert lost.get_json()["detail"] == "A user with this email exists already."
+
+
+def test_a_write_from_a_stale_copy_fails_instead_of_repeating_a_version(
+    contacts_app: Flask, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """The mapper's version counter: an UPDATE of a copy read before another change
+    commits matches no row, even if a writer forgot to lock."""
+    org = make_org()
+    database = get_database(contacts_app)
+    with database.session() as stale:
+        copy = organisations.get_organisation(stale, uuid.UUID(org["id"]))
+        stale.commit()  # the copy outlives its transaction (expire_on_commit=False)
+        changed = contacts_app.test_client().patch(
+            f"/api/v1/organisations/{org['id']}", json={"sector": "A"}, headers=coordinator
+        )
+        assert changed.get_json()["version"] == 2
+        organisations.change(stale, copy, {"city": "B"}, actor="test")
+        assert copy.version == 2
+        with pytest.raises(StaleDataError):
+            stale.commit()
+    assert event_versions(contacts_app, org["id"]) == [
+        ("contacts.organisation.created", 1),
+        ("contacts.organisation.updated", 2),
+    ]
+
+
+def test_constraint_violations_and_stale_writes_reaching_the_handler_are_409(
+    contacts_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The safety net for a check-then-insert not yet guarded: a unique or foreign-key
+    violation is a 409 problem, logged without the statement's parameters."""
+    name = f"Geheim {suffix()}"
+    errors: dict[str, Exception] = {}
+    with _engine(contacts_app).connect() as conn:
+        conn.execute(
+            text("INSERT INTO districts (name, active) VALUES (:name, true)"), {"name": name}
+        )
+        for key, statement in (
+            ("unique", "INSERT INTO districts (name, active) VALUES (:name, true)"),
+            (
+                "foreign_key",  # a role at an organisation and of a person that do not exist
+                "INSERT INTO roles (id, person_id, organisation_id, role)"
+                " VALUES (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), 'owner')",
+            ),
+            ("not_null", "INSERT INTO districts (name, active) VALUES (:name || 'x', NULL)"),
+        ):
+            with pytest.raises(IntegrityError) as raised, conn.begin_nested():
+                conn.execute(text(statement), {"name": name})
+            errors[key] = raised.value
+        conn.rollback()
+
+    app = Flask("problems")
+    register_problem_handlers(app)
+
+    @app.get("/raise/<key>")
+    def _raise(key: str) -> Any:
+        if key == "stale":
+            raise StaleDataError("UPDATE statement on table 'organisations' matched 0 rows")
+        raise errors[key]
+
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING):
+        for key, status in (
+            ("unique", 409),
+            ("foreign_key", 409),
+            ("stale", 409),
+            ("not_null", 500),  # a bug: the schemas and use cases check that first
+        ):
+            response = client.get(f"/raise/{key}")
+            assert response.status_code == status, key
+            assert response.mimetype == PROBLEM_MIMETYPE
+    assert name not in caplog.text

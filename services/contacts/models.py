@@ -307,7 +307,7 @@ class ImportRow(Base):
     line: Mapped[int] = mapped_column(Integer, primary_key=True)
     record_id: Mapped[uuid.UUID | None] = mapped_column()
     # The row's fields as the schema loaded them (NULL: not in the row).
-    kind: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str | None] = mapped_column(String(20))
     name: Mapped[str] = mapped_column(String(300))
     legal_form: Mapped[str | None] = mapped_column(String(60))
     sector: Mapped[str | None] = mapped_column(String(200))

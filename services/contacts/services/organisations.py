@@ -149,7 +149,8 @@ def search_fields(
     return " ".join([*names, *rest]), vector, name_vector
 
 
-def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
+def cleaned(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields as they are stored: text stripped, emails folded, tags unique."""
     values = dict(data)
     if "name" in values:
         values["name"] = (values["name"] or "").strip()
@@ -173,7 +174,7 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply(session: Session, org: Organisation, data: Mapping[str, Any]) -> None:
     """Set the given fields (district by name, needs by key) and refresh the folded text."""
-    values = _clean(data)
+    values = cleaned(data)
     for field in FIELDS:
         if field in values:
             setattr(org, field, values[field])

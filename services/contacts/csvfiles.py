@@ -179,6 +179,10 @@ def column_mapping(headers: Sequence[str], given: Mapping[str, str | None]) -> d
     missing = [header for header in given if header not in headers]
     if missing:
         raise Invalid({"mapping": [f"No such columns in the file: {', '.join(missing)}."]})
+    targets = [target for target in given.values() if target is not None]
+    twice = sorted({target for target in targets if targets.count(target) > 1})
+    if twice:
+        raise Invalid({"mapping": [f"Two columns for one field: {', '.join(twice)}."]})
     mapping: dict[str, str] = {}
     taken: set[str] = set()
     for header in headers:

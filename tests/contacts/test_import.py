@@ -199,6 +199,11 @@ def test_user_mapping_for_other_columns(
     assert hits[0]["detail"] == "Lütten Klein Allee 4"
     wrong = _upload(contacts_client, coordinator, content, mapping={"Kunde": "colour"})
     assert wrong.status_code == 422 and "mapping" in wrong.get_json()["errors"]
+    twice = _upload(
+        contacts_client, coordinator, content, mapping={"Kunde": "name", "Anschrift": "name"}
+    )
+    assert twice.status_code == 422
+    assert twice.get_json()["errors"]["mapping"] == ["Two columns for one field: name."]
 
 
 def test_malformed_or_binary_files_leave_nothing_behind(

@@ -128,10 +128,11 @@ class OrganisationInSchema(ma.Schema):
 
 
 class Partial(ma.Schema):
-    """For PATCH: every field optional."""
+    """For PATCH: every field optional; a nested record given (a role) is still checked
+    whole (``partial=True`` would reach into nested schemas)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("partial", True)
+        kwargs.setdefault("partial", tuple(self._declared_fields))
         super().__init__(*args, **kwargs)
 
 

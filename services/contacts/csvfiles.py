@@ -124,9 +124,21 @@ class Table:
 
 def decode(content: bytes) -> tuple[str, str]:
     """The text and the encoding: UTF-8 with or without BOM, UTF-16 with BOM, or
-    Windows-1252 (what Excel and Outlook write on German Windows)."""
-    if b"\x00" in content and not content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise Invalid({"file": ["This is not a text (CSV) file."]})
+    Windows-1252 (what Excel and Outlook write on German Windows). A NUL character, in
+    whatever encoding, is refused: no text file has one, and PostgreSQL's text cannot
+    hold it."""
+    text, encoding = _decoded(content)
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = len(_LINE_BREAK.findall(text, 0, nul)) + 1
+        raise Invalid({"file": [f"Line {line}: a NUL character; this is not a text (CSV) file."]})
+    return text, encoding
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _decoded(content: bytes) -> tuple[str, str]:
     candidates: tuple[str, ...]
     if content.startswith(codecs.BOM_UTF8):
         candidates = ("utf-8-sig",)

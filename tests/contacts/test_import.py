@@ -444,3 +444,15 @@ def test_a_check_queued_for_an_import_deleted_meanwhile_does_nothing(
     with contacts_app.app_context():
         tasks.check_import.run(str(uuid.uuid4()))
     assert "not checked" in caplog.text
+
+
+def test_a_nul_character_is_refused_in_every_encoding(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    text = f"name;city;tags\r\nKiosk {tag};Rostock;{tag}\r\nSalon\x00 {tag};Rostock;{tag}\r\n"
+    for content in (text.encode("utf-16"), text.encode("utf-8"), text.encode("cp1252")):
+        response = _upload(contacts_client, coordinator, content)
+        assert response.status_code == 422, response.get_json()
+        assert "Line 3: a NUL character" in response.get_json()["errors"]["file"][0]
+    assert _tagged(contacts_client, coordinator, tag) == []

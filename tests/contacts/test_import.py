@@ -681,3 +681,61 @@ def test_an_upload_the_broker_cannot_take_is_failed_not_left_checking(
         record = session.scalars(select(Import).order_by(Import.created_at.desc())).first()
         assert record is not None
         assert (record.status, record.filename) == ("failed", "ab.csv")
+
+
+def test_a_nul_character_is_refused_in_every_encoding(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    text = f"name;city;tags\r\nKiosk {tag};Rostock;{tag}\r\nSalon\x00 {tag};Rostock;{tag}\r\n"
+    for content in (text.encode("utf-16"), text.encode("utf-8"), text.encode("cp1252")):
+        response = _upload(contacts_client, coordinator, content)
+        assert response.status_code == 422, response.get_json()
+        assert "Line 3: a NUL character" in response.get_json()["errors"]["file"][0]
+    assert _tagged(contacts_client, coordinator, tag) == []
+
+
+def test_cells_from_other_programs_street_tags_and_escaped_formulas(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = (
+        "name;street;house_number;sector;tags\r\n"
+        # A file with a house-number column: a street without number of its own stays whole.
+        f"Café Bosporus {tag};Warnowallee 20b;;Gastronomie;{tag}, Handel, Gewerbe\r\n"
+        # A spreadsheet's (or another CRM's) escaped formula loses one apostrophe.
+        f"'=Kiosk {tag};Kolumbusring;9;'-Einzelhandel-;\"{tag}; Handel, Gewerbe\"\r\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert body["valid_rows"] == 2, body["errors"]
+    _commit(contacts_client, coordinator, body["id"])
+    orgs = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    cafe, kiosk = orgs[f"Café Bosporus {tag}"], orgs[f"=Kiosk {tag}"]
+    assert (cafe["street"], cafe["house_number"]) == ("Warnowallee 20b", None)
+    assert cafe["tags"] == [tag, "Handel", "Gewerbe"]  # commas only: split on commas
+    assert (kiosk["street"], kiosk["house_number"]) == ("Kolumbusring", "9")
+    assert kiosk["sector"] == "-Einzelhandel-"
+    assert kiosk["tags"] == [tag, "Handel, Gewerbe"]  # a ";": split on it alone
+
+    # Without a house-number column the number is still taken off the street.
+    single = f"name;street;tags\r\nEck {tag};Warnowallee 20b;{tag}eck\r\n".encode()
+    body = _upload(contacts_client, coordinator, single).get_json()
+    _commit(contacts_client, coordinator, body["id"])
+    [eck] = _tagged(contacts_client, coordinator, f"{tag}eck")
+    assert (eck["street"], eck["house_number"]) == ("Warnowallee", "20b")
+
+
+def test_the_error_report_escapes_formulas_once(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = (
+        f'name;postcode;tags\r\n"=HYPERLINK(""https://x.example"") {tag}";1810;{tag}\r\n'
+        f"'-Kiosk {tag};123;{tag}\r\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert body["invalid_rows"] == 2
+    report = contacts_client.get(f"/api/v1/imports/{body['id']}/errors.csv", headers=coordinator)
+    lines = report.get_data().decode("utf-8-sig").splitlines()
+    assert lines[1].startswith(f'"\'=HYPERLINK(""https://x.example"") {tag}";1810;')
+    assert lines[2].startswith(f"'-Kiosk {tag};123;")  # escaped as the file had it, once

@@ -72,6 +72,8 @@ PREMISES_USES = ("retail", "office", "gastronomy", "workshop", "other")
 PREMISES_STATUSES = ("vacant", "let", "planned")
 OWNER_KINDS = ("landlord", "housing_company")
 IMPORT_STATUSES = ("checking", "previewed", "queued", "running", "committed", "failed")
+# A need's key names it in the change history and in events, whose ids hold 64 characters.
+NEED_KEY_LENGTH = 64
 
 
 def _in(values: tuple[str, ...]) -> str:

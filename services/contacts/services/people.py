@@ -70,7 +70,8 @@ def _apply(session: Session, person: Person, data: Mapping[str, Any]) -> set[Org
         if field in values:
             setattr(person, field, values[field])
     if not (person.first_name or person.last_name):
-        raise Invalid({"last_name": ["A person needs a first or a last name."]})
+        emptied = "first_name" if "last_name" not in values else "last_name"
+        raise Invalid({emptied: ["A person needs a first or a last name."]})
     touched = {role.organisation for role in person.roles}
     if "roles" in values:
         wanted = {(uuid.UUID(str(r["organisation_id"])), r["role"]) for r in values["roles"]}

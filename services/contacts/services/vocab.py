@@ -12,7 +12,7 @@ from shared.db import get_or_not_found
 from shared.errors import Conflict, Invalid
 from shared.events import record_event
 
-from ..models import District, Need, OutboxEvent
+from ..models import NEED_KEY_LENGTH, District, Need, OutboxEvent
 from ..normalise import slug
 from .history import diff, record_change
 
@@ -136,9 +136,10 @@ def create_need(session: Session, *, label: str, actor: str, key: str | None = N
     label = label.strip()
     if not label:
         raise Invalid({"label": ["Must not be empty."]})
-    key = slug(key or label)
+    field = "key" if key else "label"
+    key = slug(key or label)[:NEED_KEY_LENGTH].rstrip("-")
     if not key:
-        raise Invalid({"key": ["Must contain letters or digits."]})
+        raise Invalid({field: ["Must contain letters or digits."]})
     if session.scalar(select(Need.key).where((Need.key == key) | (Need.label == label))):
         raise Conflict("A need with this key or label exists already.")
     need = Need(key=key, label=label, active=True, version=1)

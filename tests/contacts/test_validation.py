@@ -1,0 +1,234 @@
+"""Input the register accepts is stored, or refused with a 422 naming the field: no value a
+schema lets through overflows a column, and folding treats every spelling of a text alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from services.contacts.models import OutboxEvent
+from shared.db import get_database
+
+from .conftest import Maker, suffix
+
+PROBLEM = "application/problem+json"
+
+
+def _owner(make_org: Maker) -> str:
+    return str(make_org(kind="landlord", name=f"Vermieter {suffix()}")["id"])
+
+
+def _errors(response: Any) -> dict[str, Any]:
+    assert response.status_code == 422, response.get_json()
+    assert response.mimetype == PROBLEM
+    return dict(response.get_json()["errors"])
+
+
+# Patterns: ASCII digits, and the end of the text (Python's $ also matches before a
+# final line break).
+
+
+@pytest.mark.parametrize("postcode", ["18107\n", "١٨١٠٧", "１８１０７", "1810"])
+def test_a_postcode_is_five_ascii_digits(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, postcode: str
+) -> None:
+    premises = contacts_client.post(
+        "/api/v1/premises",
+        json={
+            "street": "Warnowallee",
+            "floor_area": "80",
+            "use": "retail",
+            "owner_id": _owner(make_org),
+            "postcode": postcode,
+        },
+        headers=coordinator,
+    )
+    assert set(_errors(premises)) == {"postcode"}
+    organisation = contacts_client.post(
+        "/api/v1/organisations",
+        json={"kind": "business", "name": f"Plz {suffix()}", "postcode": postcode},
+        headers=coordinator,
+    )
+    assert set(_errors(organisation)) == {"postcode"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("wz_code", "47.11\n"), ("wz_code", "٤٧.١١"), ("phone", "0381 123\n")],
+)
+def test_codes_and_phones_end_where_they_seem_to(
+    contacts_client: FlaskClient, coordinator: dict[str, str], field: str, value: str
+) -> None:
+    response = contacts_client.post(
+        "/api/v1/organisations",
+        json={"kind": "business", "name": f"Muster {suffix()}", field: value},
+        headers=coordinator,
+    )
+    assert set(_errors(response)) == {field}
+
+
+def test_the_published_patterns_mean_the_same_in_ecma_262(contacts_app: Flask) -> None:
+    """The OpenAPI document publishes the patterns for clients, which read them as
+    ECMA-262: no ``\\d`` (Unicode digits in Python), no ``$`` (a final line break)."""
+    document = contacts_app.test_client().get("/api/v1/openapi.json").get_json()
+    patterns = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                patterns.append(node["pattern"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+    anchored = [p for p in patterns if p.startswith("^")]
+    assert anchored, patterns
+    assert not [p for p in anchored if "\\d" in p or p.endswith("$")]
+
+
+# Numbers: ranges and places the columns hold; NaN and Infinity are not numbers here.
+
+
+@pytest.mark.parametrize(
+    "value", ["1e200000", "1e-20000", "NaN", "Infinity", "-1", "100000000", "1e308"]
+)
+@pytest.mark.parametrize("field", ["min_area", "max_area"])
+def test_area_filters_out_of_range_are_422(
+    contacts_client: FlaskClient, coordinator: dict[str, str], field: str, value: str
+) -> None:
+    for path in ("/api/v1/premises", "/api/v1/premises/vacant"):
+        response = contacts_client.get(path, query_string={field: value}, headers=coordinator)
+        if value == "1e-20000":  # a tiny area: rounded up to the next hundredth
+            assert response.status_code == 200, response.get_json()
+        else:
+            assert set(_errors(response)) == {field}
+
+
+def test_area_filters_are_exact_at_hundredths(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    owner = _owner(make_org)
+    for area in ("50.00", "50.01"):
+        created = contacts_client.post(
+            "/api/v1/premises",
+            json={"street": "Flächenweg", "floor_area": area, "use": "office", "owner_id": owner},
+            headers=coordinator,
+        )
+        assert created.status_code == 201
+
+    def areas(**query: str) -> list[str]:
+        body = contacts_client.get(
+            "/api/v1/premises", query_string={"owner_id": owner, **query}, headers=coordinator
+        ).get_json()
+        return sorted(item["floor_area"] for item in body["items"])
+
+    assert areas(min_area="50.001") == ["50.01"]
+    assert areas(max_area="50.009") == ["50.00"]
+    assert areas(min_area="50", max_area="50.01") == ["50.00", "50.01"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"floor_area": "1e200000"}, "floor_area"),
+        ({"floor_area": "NaN"}, "floor_area"),
+        ({"floor_area": "0.001"}, "floor_area"),
+        ({"rent_per_m2": "1e-20000"}, None),  # rounds to 0.00, a rent that can be stored
+        ({"rent_per_m2": "-Infinity"}, "rent_per_m2"),
+    ],
+)
+def test_premises_numbers_are_checked(
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+    body: dict[str, str],
+    field: str | None,
+) -> None:
+    fields = {
+        "street": "Zahlenweg",
+        "floor_area": "10",
+        "use": "office",
+        "owner_id": _owner(make_org),
+    }
+    response = contacts_client.post(
+        "/api/v1/premises", json={**fields, **body}, headers=coordinator
+    )
+    if field is None:
+        assert response.status_code == 201, response.get_json()
+    else:
+        assert set(_errors(response)) == {field}
+
+
+@pytest.mark.parametrize("version", [0, -1, 2**80])
+def test_a_version_out_of_range_is_422(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, version: int
+) -> None:
+    org = make_org()
+    response = contacts_client.patch(
+        f"/api/v1/organisations/{org['id']}", json={"version": version}, headers=coordinator
+    )
+    assert set(_errors(response)) == {"version"}
+
+
+def test_a_need_key_always_fits(
+    contacts_app: Flask, contacts_client: FlaskClient, admin: dict[str, str]
+) -> None:
+    """Keys are made from labels (Ä -> ae doubles their length) and name the need in its
+    history and events."""
+    label = "Ä" * 100 + suffix()
+    made = contacts_client.post("/api/v1/needs", json={"label": label}, headers=admin)
+    assert made.status_code == 201, made.get_json()
+    key = made.get_json()["key"]
+    assert 0 < len(key) <= 64 and not key.endswith("-")
+    with get_database(contacts_app).session() as session:
+        assert session.scalar(
+            select(OutboxEvent.payload).where(OutboxEvent.aggregate_id == key)
+        ) == {"key": key, "label": label, "active": True}
+    too_long = contacts_client.post(
+        "/api/v1/needs", json={"label": f"Lang {suffix()}", "key": "k" * 65}, headers=admin
+    )
+    assert set(_errors(too_long)) == {"key"}
+    longest = "k" * 56 + suffix()
+    fits = contacts_client.post(
+        "/api/v1/needs", json={"label": f"Lang {suffix()}", "key": longest}, headers=admin
+    )
+    assert fits.status_code == 201 and fits.get_json()["key"] == longest
+
+
+# People's names.
+
+
+def test_a_person_keeps_one_of_the_names(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    created = contacts_client.post(
+        "/api/v1/people",
+        json={"first_name": "Erika", "last_name": f"M{suffix()}"},
+        headers=coordinator,
+    )
+    person = created.get_json()
+    path = f"/api/v1/people/{person['id']}"
+    emptied = contacts_client.patch(path, json={"first_name": ""}, headers=coordinator)
+    assert emptied.status_code == 200, emptied.get_json()
+    assert emptied.get_json()["first_name"] == ""
+    assert emptied.get_json()["last_name"] == person["last_name"]
+    assert set(
+        _errors(contacts_client.patch(path, json={"last_name": " "}, headers=coordinator))
+    ) == {"last_name"}
+    both = contacts_client.patch(
+        path, json={"first_name": "", "last_name": ""}, headers=coordinator
+    )
+    assert set(_errors(both)) == {"last_name"}
+    renamed = contacts_client.patch(
+        path, json={"first_name": "Max", "last_name": ""}, headers=coordinator
+    )
+    assert renamed.status_code == 200 and renamed.get_json()["last_name"] == ""
+    none = contacts_client.post("/api/v1/people", json={"first_name": ""}, headers=coordinator)
+    assert set(_errors(none)) == {"last_name"}

@@ -1,6 +1,7 @@
 """Folding of German text for search and for matching records, written by the application
 because the database has no unaccent: `Müller`, `Mueller` and `Muller` meet, as do
-`Groß` and `gross`, and `Str.` and `Straße`."""
+`Groß` and `gross`, `Str.` and `Straße`, and text composed (NFC) or decomposed (NFD, as
+macOS writes it: `u` and a combining diaeresis)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ _STREET_ABBREVIATION = re.compile(r"\bstr\b", re.IGNORECASE)
 _DE_TRANSLITERATION = re.compile(r"(ae|oe|ue)")
 _NOT_DIGIT = re.compile(r"\D")
 STREET_WORD = "strasse"
+# PostgreSQL refuses a tsvector lexeme of 2047 bytes or more, and a tsvector of 1 MB or
+# more; a folded word may be much longer than the word (a ligature such as ﷺ is 18 letters).
+MAX_TERM_BYTES = 2046
+MAX_VECTOR_BYTES = 1_000_000
 
 LEGAL_FORMS = (
     "gmbh & co. kg",
@@ -49,6 +54,18 @@ _LEGAL_FORM = re.compile(
 )
 
 
+def composed(text: str) -> str:
+    """The text in NFC, so that ``u`` and a combining diaeresis are one letter, ``ü``."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """The longest start of ``text`` that is at most ``max_bytes`` in UTF-8."""
+    if len(text) * 4 <= max_bytes:  # no character takes more than 4 bytes
+        return text
+    return text.encode()[:max_bytes].decode("utf-8", "ignore")
+
+
 @functools.lru_cache(maxsize=65536)
 def strip_accents(text: str) -> str:
     """``Müller`` -> ``muller``, ``Groß`` -> ``gross``, ``Café`` -> ``cafe`` (lower case)."""
@@ -60,7 +77,7 @@ def strip_accents(text: str) -> str:
 @functools.lru_cache(maxsize=65536)
 def transliterate(text: str) -> str:
     """``Müller`` -> ``mueller`` (lower case), then any other accents stripped."""
-    return strip_accents(text.lower().translate(_TRANSLITERATION))
+    return strip_accents(composed(text).lower().translate(_TRANSLITERATION))
 
 
 def expand_street(text: str) -> str:
@@ -70,21 +87,24 @@ def expand_street(text: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text)
+    return _TOKEN.findall(composed(text))
 
 
 @functools.lru_cache(maxsize=65536)
 def search_key(token: str) -> str:
     """The spelling of a token with every umlaut as its bare vowel, written either way:
     ``Müller``, ``Mueller`` and ``Muller`` -> ``muller``. Among the terms of every token,
-    so a search looks for this one alone."""
-    return _DE_TRANSLITERATION.sub(lambda m: m.group(1)[0], transliterate(token))
+    so a search looks for this one alone. Clipped to the length of a term (a word that long
+    is found by its start)."""
+    key = _DE_TRANSLITERATION.sub(lambda m: m.group(1)[0], transliterate(token))
+    return clip(key, MAX_TERM_BYTES)
 
 
 @functools.lru_cache(maxsize=65536)
 def variants(token: str) -> frozenset[str]:
     """The spellings a folded token may have: ü as u and as ue, and ue written for ü."""
-    found = {strip_accents(token), transliterate(token), search_key(token)}
+    found = {strip_accents(token), transliterate(token)}
+    found = {clip(value, MAX_TERM_BYTES) for value in found} | {search_key(token)}
     return frozenset(value for value in found if value)
 
 
@@ -131,7 +151,7 @@ def tsvector(*parts: tuple[list[str], str]) -> str:
 
 def weighted_tsvectors(names: list[str], rest: list[str]) -> tuple[str, str]:
     """``tsvector((names, "A"), (rest, "B"))`` and ``tsvector((names, "A"))`` at once: the
-    second is the start of the first."""
+    second is the start of the first. Terms beyond what a tsvector holds are left out."""
     entries = [f"'{term}':{position}A" for position, term in enumerate(names, 1)]
     named = set(names)
     position = len(entries)
@@ -139,7 +159,20 @@ def weighted_tsvectors(names: list[str], rest: list[str]) -> tuple[str, str]:
         if term not in named:
             position += 1
             entries.append(f"'{term}':{position}B")
+    if sum(map(len, entries)) * 4 > MAX_VECTOR_BYTES:  # may be too large: count the bytes
+        entries = _fitting(entries)
     return " ".join(entries), " ".join(entries[: len(names)])
+
+
+def _fitting(entries: list[str]) -> list[str]:
+    """The first entries that fit in a tsvector: each takes its term's bytes and at most
+    8 more (its offset, its position), which its text (quotes, colon, position) exceeds."""
+    total = 0
+    for count, entry in enumerate(entries):
+        total += len(entry.encode()) + 8
+        if total > MAX_VECTOR_BYTES:
+            return entries[:count]
+    return entries
 
 
 def query_terms(query: str) -> list[str]:
@@ -161,9 +194,9 @@ def tsquery(query: str) -> str | None:
 
 def match_name(name: str, legal_form: str | None = None) -> str:
     """A name for finding the same organisation twice: folded, without its legal form."""
-    text = _LEGAL_FORM.sub(" ", f" {name} ")
+    text = _LEGAL_FORM.sub(" ", f" {composed(name)} ")
     if legal_form:
-        text = text.replace(legal_form, " ")
+        text = text.replace(composed(legal_form), " ")
     return " ".join(transliterate(token) for token in tokens(text))
 
 

@@ -3,6 +3,8 @@ schema lets through overflows a column, and folding treats every spelling of a t
 
 from __future__ import annotations
 
+import io
+import unicodedata
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from services.contacts.models import OutboxEvent
+from services.contacts.normalise import index_terms, match_address, match_name
 from shared.db import get_database
 
 from .conftest import Maker, suffix
@@ -26,6 +29,68 @@ def _errors(response: Any) -> dict[str, Any]:
     assert response.status_code == 422, response.get_json()
     assert response.mimetype == PROBLEM
     return dict(response.get_json()["errors"])
+
+
+# Derived columns hold whatever the fields they are made of may hold.
+
+
+def test_long_folded_values_are_stored(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """ß folds to ss, a ligature to many letters, four numbers in one phone field: the
+    folded name, address, phone and search terms are longer than the values given."""
+    token = suffix()
+    phones = make_org(
+        name=f"Vier Nummern {token}",
+        phone="0381 1234567 / 0171 2345678 / 0381 7654321 / 0381 9999999",
+    )
+    sharp = make_org(name="ß" * 300)
+    street = make_org(
+        name=f"Umlaut-Straße {token}", street="Ü" * 200, house_number="9" * 20, postcode="18107"
+    )
+    ligatures = make_org(name="ﷺ" * 300, street="ﷺ" * 200, tags=["ﷺ" * 80] * 3)
+    # A Hangul syllable folds to two or three letters: one word of 270 is 2.5 kB folded,
+    # more than a term of a tsvector holds.
+    hangul = "".join(chr(0xAC00 + 37 * i) for i in range(270)) + "ﷺ" * 30
+    korean = make_org(name=hangul)
+    # Terms of 2 kB each, from 600 tags: more than a tsvector holds (1 MB).
+    tags = make_org(
+        name=f"Viele Schlagworte {token}", tags=[f"{i:03}{'ﷺ' * 77}" for i in range(600)]
+    )
+    assert len(tags["tags"]) == 600
+    assert phones["phone"].endswith("9999999") and sharp["name"] == "ß" * 300
+    assert street["street"] == "Ü" * 200 and ligatures["name"] == "ﷺ" * 300
+    assert korean["name"] == hangul
+    for query in ("ß" * 200, "ﷺ" * 200):
+        found = contacts_client.get(
+            "/api/v1/search", query_string={"q": query}, headers=coordinator
+        )
+        assert found.status_code == 200, found.get_json()
+    found = contacts_client.get(
+        "/api/v1/search", query_string={"q": "ss" * 100}, headers=coordinator
+    ).get_json()["items"]
+    assert sharp["id"] in {hit["id"] for hit in found}
+    found = contacts_client.get(
+        "/api/v1/search", query_string={"q": f"schlagworte {token}"}, headers=coordinator
+    ).get_json()["items"]
+    assert [hit["id"] for hit in found] == [tags["id"]]
+
+
+def test_a_long_phone_in_an_import_is_previewed(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    content = (
+        "name;phone\r\n"
+        f"Viele Nummern {suffix()};0381 1234567 / 0171 2345678 / 0381 7654321 / 0381 9999999\r\n"
+    ).encode()
+    response = contacts_client.post(
+        "/api/v1/imports",
+        data={"file": (io.BytesIO(content), "nummern.csv")},
+        headers=coordinator,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["valid_rows"] == 1
 
 
 # Patterns: ASCII digits, and the end of the text (Python's $ also matches before a
@@ -232,3 +297,48 @@ def test_a_person_keeps_one_of_the_names(
     assert renamed.status_code == 200 and renamed.get_json()["last_name"] == ""
     none = contacts_client.post("/api/v1/people", json={"first_name": ""}, headers=coordinator)
     assert set(_errors(none)) == {"last_name"}
+
+
+# Folding: decomposed text (NFD, as macOS writes it) is the same text.
+
+
+def test_decomposed_text_folds_as_composed() -> None:
+    composed = "Bäckerei Müller Groß, Güstrower Straße"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    assert index_terms(decomposed) == index_terms(composed)
+    assert "mueller" in index_terms(decomposed)
+    name, street = (unicodedata.normalize("NFD", text) for text in ("Müller Söhne", "Öhrweg"))
+    assert match_name(name) == match_name("Müller Söhne") == "mueller soehne"
+    assert match_address(street, "1", "18109") == match_address("Öhrweg", "1", "18109")
+    haftung = unicodedata.normalize("NFD", "Jörg UG (haftungsbeschränkt)")
+    assert match_name(haftung) == "joerg"
+
+
+def test_decomposed_names_are_found_and_paired(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    token = suffix()
+    nfd = make_org(name=unicodedata.normalize("NFD", f"Müller Söhne {token}"), street="Am Strom 1")
+    assert nfd["name"] == unicodedata.normalize("NFD", f"Müller Söhne {token}")  # as given
+    nfc = make_org(name=f"Müller Söhne {token}", street="Am Strom 1")
+    person = contacts_client.post(
+        "/api/v1/people",
+        json={"first_name": unicodedata.normalize("NFD", "Jördis"), "last_name": f"W{token}"},
+        headers=coordinator,
+    ).get_json()
+    for query in (f"müller {token}", f"mueller {token}", f"sohne {token}"):
+        hits = contacts_client.get(
+            "/api/v1/search", query_string={"q": query}, headers=coordinator
+        ).get_json()["items"]
+        assert {nfd["id"], nfc["id"]} <= {hit["id"] for hit in hits}, query
+    hits = contacts_client.get(
+        "/api/v1/search", query_string={"q": f"jördis w{token}"}, headers=coordinator
+    ).get_json()["items"]
+    assert person["id"] in {hit["id"] for hit in hits}
+    pairs = contacts_client.get(
+        f"/api/v1/duplicates?organisation_id={nfd['id']}", headers=coordinator
+    ).get_json()
+    assert [(p["first"]["id"], p["second"]["id"], p["reasons"]) for p in pairs] == [
+        (*sorted([nfd["id"], nfc["id"]]), ["name"])
+    ]

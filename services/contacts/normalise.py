@@ -10,13 +10,15 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+import phonenumbers
+
 _TRANSLITERATION = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss"})
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 # "Str." at the end of a word or alone: the usual abbreviation of "Straße".
 _STREET_ABBREVIATION_SUFFIX = re.compile(r"(str)\.", re.IGNORECASE)
 _STREET_ABBREVIATION = re.compile(r"\bstr\b", re.IGNORECASE)
 _DE_TRANSLITERATION = re.compile(r"(ae|oe|ue)")
-_NOT_DIGIT = re.compile(r"\D")
+_NOT_DIGIT = re.compile(r"[^0-9]")
 STREET_WORD = "strasse"
 # PostgreSQL refuses a tsvector lexeme of 2047 bytes or more, and a tsvector of 1 MB or
 # more; a folded word may be much longer than the word (a ligature such as ﷺ is 18 letters).
@@ -213,15 +215,25 @@ def _address_tokens(text: str) -> tuple[str, ...]:
 
 
 def match_phone(phone: str | None) -> str | None:
-    """Digits only, with a German trunk prefix for +49/0049: ``+49 381 123`` -> ``0381123``."""
+    """A number for finding the same one twice: its digits as dialled from Germany.
+    ``0381 1234567``, ``+49 (0)381 1234567`` and ``0049 381 1234567`` -> ``03811234567``;
+    ``+43 1 5877`` -> ``004315877``.
+
+    A number written nationally (most of them) is its digits; one written internationally
+    is read by phonenumbers, which knows each country's trunk prefix (the ``(0)`` of
+    +49 (0)381, where Rome's 0 in +39 06 is part of the number). What is not one number
+    (two in one field) is its digits."""
     if not phone:
         return None
     digits = _NOT_DIGIT.sub("", phone)
-    if phone.strip().startswith("+49"):
-        digits = "0" + digits[2:]
-    elif digits.startswith("0049"):
-        digits = "0" + digits[4:]
-    return digits or None
+    if not (phone.lstrip().startswith("+") or digits.startswith("00")):
+        return digits or None
+    try:
+        number = phonenumbers.parse(phone, "DE")
+    except phonenumbers.NumberParseException:
+        return digits or None
+    national = phonenumbers.national_significant_number(number)
+    return f"0{national}" if number.country_code == 49 else f"00{number.country_code}{national}"
 
 
 def fold_email(email: str | None) -> str | None:

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from services.contacts.models import OutboxEvent
-from services.contacts.normalise import index_terms, match_address, match_name
+from services.contacts.normalise import index_terms, match_address, match_name, match_phone
 from shared.db import get_database
 
 from .conftest import Maker, suffix
@@ -341,4 +341,38 @@ def test_decomposed_names_are_found_and_paired(
     ).get_json()
     assert [(p["first"]["id"], p["second"]["id"], p["reasons"]) for p in pairs] == [
         (*sorted([nfd["id"], nfc["id"]]), ["name"])
+    ]
+
+
+# Phones: the same German number in its usual spellings.
+
+
+def test_german_numbers_match_in_every_spelling() -> None:
+    spellings = [
+        "0381 1234567",
+        "+49 381 1234567",
+        "+49 (0)381 1234567",
+        "+49 (0) 381 / 123 45 67",
+        "0049 381 1234567",
+        "(0381) 123 45 67",
+        "0381-1234567",
+    ]
+    assert {match_phone(s) for s in spellings} == {"03811234567"}  # as dialled in Germany
+    assert match_phone("+43 (0)1 5877") == match_phone("0043 1 5877") == "004315877"
+    assert match_phone("+39 06 1234567") == "0039061234567"  # Rome's 0 is not a trunk prefix
+    assert match_phone("0381 1234567") != match_phone("0381 1234568")
+    assert match_phone("") is None and match_phone(" / ") is None and match_phone("+") is None
+
+
+def test_phone_duplicates_across_spellings(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    number = "".join(str(int(c, 16) % 10) for c in suffix())[:7]
+    national = make_org(name=f"Inland {suffix()}", phone=f"0381 {number}")
+    international = make_org(name=f"Ausland {suffix()}", phone=f"+49 (0)381 {number}")
+    pairs = contacts_client.get(
+        f"/api/v1/duplicates?organisation_id={national['id']}", headers=coordinator
+    ).get_json()
+    assert [(p["first"]["id"], p["second"]["id"], p["reasons"]) for p in pairs] == [
+        (*sorted([national["id"], international["id"]]), ["phone"])
     ]

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from services.contacts.models import OutboxEvent
+from services.contacts.models import Change, OutboxEvent
 from services.contacts.normalise import index_terms, match_address, match_name, match_phone
 from shared.db import get_database
 
@@ -376,3 +376,72 @@ def test_phone_duplicates_across_spellings(
     assert [(p["first"]["id"], p["second"]["id"], p["reasons"]) for p in pairs] == [
         (*sorted([national["id"], international["id"]]), ["phone"])
     ]
+
+
+# Districts: a rename is an edit of every organisation in the district.
+
+
+def test_renaming_a_district_updates_its_organisations(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    admin: dict[str, str],
+    coordinator: dict[str, str],
+    make_org: Maker,
+) -> None:
+    old, new = f"Altviertel {suffix()}", f"Neuviertel {suffix()}"
+    district = contacts_client.post("/api/v1/districts", json={"name": old}, headers=admin)
+    assert district.status_code == 201
+    inside = make_org(district=old)
+    archived = make_org(district=old)
+    contacts_client.post(
+        f"/api/v1/organisations/{archived['id']}/archive",
+        json={"archived": True},
+        headers=coordinator,
+    )
+    outside = make_org()
+    renamed = contacts_client.patch(
+        f"/api/v1/districts/{district.get_json()['id']}", json={"name": new}, headers=admin
+    )
+    assert renamed.status_code == 200, renamed.get_json()
+
+    def found(query: str, **args: Any) -> set[str]:
+        hits = contacts_client.get(
+            "/api/v1/search", query_string={"q": query, **args}, headers=coordinator
+        ).get_json()["items"]
+        return {hit["id"] for hit in hits}
+
+    assert found(new) == {inside["id"]}
+    assert found(new, archived="true") == {inside["id"], archived["id"]}
+    assert found(old, archived="true") == set()
+    current = contacts_client.get(f"/api/v1/organisations/{inside['id']}", headers=coordinator)
+    assert current.get_json()["district"] == new
+    assert current.get_json()["version"] == inside["version"] + 1
+    with get_database(contacts_app).session() as session:
+        for org in (inside, archived):
+            events = session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.aggregate_id == org["id"])
+                .order_by(OutboxEvent.id)
+            ).all()
+            assert events[-1].type == "contacts.organisation.updated"
+            assert events[-1].payload["district"] == new
+            change = session.scalars(
+                select(Change)
+                .where(Change.entity_type == "organisation", Change.entity_id == org["id"])
+                .order_by(Change.id.desc())
+            ).first()
+            assert change is not None
+            assert (change.action, change.before, change.after) == (
+                "updated",
+                {"district": old},
+                {"district": new},
+            )
+        assert (
+            session.scalar(
+                select(OutboxEvent.id).where(
+                    OutboxEvent.aggregate_id == outside["id"],
+                    OutboxEvent.type == "contacts.organisation.updated",
+                )
+            )
+            is None
+        )

@@ -8,12 +8,14 @@ import unicodedata
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.contacts.models import Change, OutboxEvent
 from services.contacts.normalise import index_terms, match_address, match_name, match_phone
+from shared.cli import main
 from shared.db import get_database
 
 from .conftest import Maker, suffix
@@ -445,3 +447,61 @@ def test_renaming_a_district_updates_its_organisations(
             )
             is None
         )
+
+
+# Records folded by an earlier version are folded again by the command line.
+
+
+def test_reindex_folds_earlier_records_again(
+    cli_env: dict[str, str],
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+) -> None:
+    token = suffix()
+    number = "".join(str(int(c, 16) % 10) for c in suffix())[:7]
+    international = make_org(name=f"Wäscherei {token}", phone=f"+49 (0)381 {number}")
+    national = make_org(name=f"Reinigung {token}", phone=f"0381 {number}")
+    person = contacts_client.post(
+        "/api/v1/people", json={"first_name": "Jürgen", "last_name": token}, headers=coordinator
+    ).get_json()
+    with get_database(contacts_app).session() as session:  # as an earlier version wrote them
+        session.execute(
+            text(
+                "UPDATE organisations SET match_phone = :old, search_text = '',"
+                " search_vector = ''::tsvector, name_vector = ''::tsvector WHERE id = :id"
+            ),
+            {"old": f"00381{number}", "id": international["id"]},
+        )
+        session.execute(
+            text("UPDATE people SET search_text = '', search_vector = ''::tsvector WHERE id = :id"),
+            {"id": person["id"]},
+        )
+        session.commit()
+
+    def state() -> tuple[set[str], list[Any], dict[str, Any]]:
+        hits = contacts_client.get(
+            "/api/v1/search", query_string={"q": token}, headers=coordinator
+        ).get_json()["items"]
+        pairs = contacts_client.get(
+            f"/api/v1/duplicates?organisation_id={national['id']}", headers=coordinator
+        ).get_json()
+        current = contacts_client.get(
+            f"/api/v1/organisations/{international['id']}", headers=coordinator
+        ).get_json()
+        return {hit["id"] for hit in hits}, pairs, current
+
+    hits, pairs, _ = state()
+    assert hits == {national["id"]} and pairs == []
+    result = CliRunner().invoke(main, ["contacts", "reindex"], env=cli_env)
+    assert result.exit_code == 0, result.output
+    assert "Folded again" in result.output
+    hits, pairs, current = state()
+    assert hits == {national["id"], international["id"], person["id"]}
+    assert [p["reasons"] for p in pairs] == [["phone"]]
+    # Derived data only: not an edit.
+    assert (current["version"], current["updated_at"]) == (
+        international["version"],
+        international["updated_at"],
+    )

@@ -224,6 +224,14 @@ def change(session: Session, org: Organisation, data: Mapping[str, Any], *, acto
     """Update in the caller's transaction; True if anything changed."""
     before = snapshot(org)
     apply(session, org, data)
+    return record_edit(session, org, before, actor=actor)
+
+
+def record_edit(
+    session: Session, org: Organisation, before: Mapping[str, Any], *, actor: str
+) -> bool:
+    """What changed since the ``before`` snapshot, as an edit: a new version, a history
+    entry and an event, in the caller's transaction; True if anything changed."""
     new = record_update(session, org, before, snapshot(org), entity_type=ENTITY, actor=actor)
     if new is None:
         return False

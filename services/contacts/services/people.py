@@ -16,7 +16,8 @@ from shared.events import record_event
 from ..models import ROLES, Organisation, OutboxEvent, Person, Role
 from ..normalise import fold_email, index_terms, tsvector
 from .history import archive, get_or_404, record_change, record_update
-from .organisations import order, paginate, refresh_search
+from .organisations import order, paginate
+from .organisations import refresh_search as refresh_organisation_search
 
 ENTITY = "person"
 FIELDS = ("first_name", "last_name", "email", "phone", "notes")
@@ -50,7 +51,7 @@ def event_data(person: Person) -> dict[str, Any]:
     }
 
 
-def _refresh_search(person: Person) -> None:
+def refresh_search(person: Person) -> None:
     terms = index_terms(person.first_name, person.last_name, person.email)
     person.search_text = " ".join(terms)
     person.search_vector = tsvector((terms, "A"))
@@ -70,7 +71,8 @@ def _apply(session: Session, person: Person, data: Mapping[str, Any]) -> set[Org
         if field in values:
             setattr(person, field, values[field])
     if not (person.first_name or person.last_name):
-        raise Invalid({"last_name": ["A person needs a first or a last name."]})
+        emptied = "first_name" if "last_name" not in values else "last_name"
+        raise Invalid({emptied: ["A person needs a first or a last name."]})
     touched = {role.organisation for role in person.roles}
     if "roles" in values:
         wanted = {(uuid.UUID(str(r["organisation_id"])), r["role"]) for r in values["roles"]}
@@ -92,7 +94,7 @@ def _apply(session: Session, person: Person, data: Mapping[str, Any]) -> set[Org
             if (org_id, role_name) not in have:
                 person.roles.append(Role(organisation=orgs[org_id], role=role_name))
         touched |= set(orgs.values())
-    _refresh_search(person)
+    refresh_search(person)
     return touched
 
 
@@ -111,7 +113,7 @@ def _refresh_organisations(session: Session, orgs: set[Organisation]) -> None:
     session.flush()
     for org in orgs:
         session.refresh(org, ["roles"])
-        refresh_search(org)
+        refresh_organisation_search(org)
 
 
 def add_person(session: Session, data: Mapping[str, Any], *, actor: str) -> Person:

@@ -1,7 +1,7 @@
 """import_rows: kind is NULL when the row has none (a matched organisation keeps its own)
 
 Revision ID: 8d41c2b7e5a3
-Revises: 5c0d7e21a9f4
+Revises: b7b1614ad3b7
 Create Date: 2026-11-29 23:40:00.000000
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "8d41c2b7e5a3"
-down_revision: str | Sequence[str] | None = "5c0d7e21a9f4"
+down_revision: str | Sequence[str] | None = "b7b1614ad3b7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -14,7 +14,7 @@ from flask import Flask, Response, send_from_directory
 from flask.typing import ResponseReturnValue
 from webargs.flaskparser import FlaskParser
 from webargs.multidictproxy import MultiDictProxy
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from shared.auth import require_roles
 from shared.problems import http_exception_problem, problem
@@ -84,6 +84,13 @@ def _unstorable(value: Any, path: str = "") -> Iterator[str]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _unstorable(item, f"{path}.{index}" if path else str(index))
+
+
+def _no_unstorable_path_values(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """A path value that no database text can hold (a NUL) names nothing: a 404, as an
+    unknown key is, before any query sees it."""
+    if values and next(_unstorable(values), None) is not None:
+        raise NotFound()
 
 
 def _not_utf8(value: str) -> bool:
@@ -187,6 +194,7 @@ def init_api(app: Flask, title: str, description: str = "") -> Api:
         },
     )
     api = Api(app)
+    app.url_value_preprocessor(_no_unstorable_path_values)
     api.ma_plugin.converter.add_attribute_function(_decimal_bounds_as_numbers)
     app.extensions["quartier.api"] = api
 

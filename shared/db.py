@@ -42,6 +42,31 @@ def new_uuid() -> uuid.UUID:
 Timestamp = DateTime(timezone=True)
 
 
+def new_engine(url: str, **options: Any) -> Engine:
+    """An engine whose errors and logs leave out the statements' parameters: they are the
+    records' names, emails and phone numbers, and an unexpected error is logged."""
+    return create_engine(url, hide_parameters=True, **options)
+
+
+def describe_error(error: DBAPIError) -> str:
+    """A database error without the data it quotes: the server's messages name values
+    (``invalid input syntax for type integer: "Erika"``, ``Key (email)=(…) already
+    exists``), so only the kinds of error, the SQLSTATE, what the server names in its
+    diagnostics (constraint, table, column, type) and the statement."""
+    orig = error.orig
+    kinds = [type(error).__name__] + ([type(orig).__name__] if orig is not None else [])
+    parts = [" / ".join(kinds)]
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        parts.append(f"SQLSTATE {sqlstate}")
+    diag = getattr(orig, "diag", None)
+    for name in ("constraint_name", "table_name", "column_name", "datatype_name"):
+        value = getattr(diag, name, None)
+        if value:
+            parts.append(f"{name.removesuffix('_name')} {value}")
+    return f"{', '.join(parts)}; statement: {error.statement}"
+
+
 class Database:
     """An engine and a session factory for one service's database."""
 
@@ -62,7 +87,7 @@ class Database:
             **options,
         }
         connect_args = {"connect_timeout": 5, **options.pop("connect_args", {})}
-        return create_engine(self.url, connect_args=connect_args, **options)
+        return new_engine(self.url, connect_args=connect_args, **options)
 
     def session(self) -> Session:
         return self.sessionmaker()

@@ -7,7 +7,9 @@ import zlib
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, create_engine, pool, text
+from sqlalchemy import MetaData, pool, text
+
+from shared.db import new_engine
 
 
 def alembic_config(service: str, database_url: str) -> Config:
@@ -34,7 +36,7 @@ def run_migrations(target_metadata: MetaData) -> None:
             context.run_migrations()
         return
 
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = new_engine(url, poolclass=pool.NullPool)
     lock_id = zlib.crc32(f"quartier-migrate-{url.rsplit('/', 1)[-1]}".encode())
     with engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})

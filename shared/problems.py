@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, has_request_context, json, request
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
+from shared.db import describe_error
 from shared.errors import DomainError
 
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -127,7 +129,11 @@ def register_problem_handlers(app: Flask) -> None:
             return problem(
                 503, "A dependency is unavailable; try again shortly.", headers={"Retry-After": "5"}
             )
-        log.exception("unhandled error")
+        if isinstance(error, DBAPIError):  # its message quotes the data (see describe_error)
+            frames = "".join(traceback.format_tb(error.__traceback__))
+            log.error("unhandled database error: %s\n%s", describe_error(error), frames)
+        else:
+            log.exception("unhandled error")
         return problem(500, "An unexpected error occurred. It has been logged.")
 
 
@@ -156,7 +162,6 @@ def integrity_problem(error: IntegrityError) -> Response:
 
 def _is_dependency_down(error: Exception) -> bool:
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from sqlalchemy.exc import DBAPIError
 
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True

@@ -179,6 +179,18 @@ def newsletter_client(newsletter_app: Flask) -> FlaskClient:
     return newsletter_app.test_client()
 
 
+@pytest.fixture
+def cli_env(engines: Engines, secret_key: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``quartier`` command on the test databases."""
+    return {
+        "CONTACTS_DATABASE_URL": engines.databases["contacts"],
+        "REDIS_URL": engines.redis_url,
+        "SECRET_KEY": secret_key,
+        "QUARTIER_VAR_DIR": str(tmp_path),
+        "QUARTIER_ENV": "test",
+    }
+
+
 def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.org"
 

@@ -124,6 +124,25 @@ def seed_demo() -> None:
     click.echo(message)
 
 
+@contacts.command("reindex")
+def reindex() -> None:
+    """Fold the text of every organisation and person again, for search and duplicates.
+    Once after an upgrade that changes the folding; safe to run again."""
+    from shared.db import get_database
+
+    from .app import create_app
+    from .services.reindex import reindex as refold
+
+    app = create_app()
+    database = get_database(app)
+    try:
+        with app.app_context(), database.session() as session:
+            orgs, persons = refold(session)
+    finally:
+        database.dispose()
+    click.echo(f"Folded again: {orgs} organisations, {persons} people.")
+
+
 def _seed(session: Session) -> str:
     from sqlalchemy import select
 

@@ -15,7 +15,8 @@ from shared.errors import Invalid
 
 from .normalise import strip_accents
 
-# Our own export's columns, in order; list values are joined with LIST_SEPARATOR.
+# Our own export's columns, in order; list values are joined with LIST_SEPARATOR (see
+# join_list).
 EXPORT_COLUMNS = (
     "id",
     "kind",
@@ -124,9 +125,21 @@ class Table:
 
 def decode(content: bytes) -> tuple[str, str]:
     """The text and the encoding: UTF-8 with or without BOM, UTF-16 with BOM, or
-    Windows-1252 (what Excel and Outlook write on German Windows)."""
-    if b"\x00" in content and not content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise Invalid({"file": ["This is not a text (CSV) file."]})
+    Windows-1252 (what Excel and Outlook write on German Windows). A NUL character, in
+    whatever encoding, is refused: no text file has one, and PostgreSQL's text cannot
+    hold it."""
+    text, encoding = _decoded(content)
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = len(_LINE_BREAK.findall(text, 0, nul)) + 1
+        raise Invalid({"file": [f"Line {line}: a NUL character; this is not a text (CSV) file."]})
+    return text, encoding
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _decoded(content: bytes) -> tuple[str, str]:
     candidates: tuple[str, ...]
     if content.startswith(codecs.BOM_UTF8):
         candidates = ("utf-8-sig",)
@@ -159,7 +172,7 @@ def read_table(content: bytes) -> Table:
     delimiter = sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        headers = [header.strip() for header in next(reader)]
+        headers = [unescape_formula(header.strip()) for header in next(reader)]
         rows: list[tuple[int, list[str]]] = []
         for cells in reader:
             if any(cell.strip() for cell in cells):
@@ -179,6 +192,10 @@ def column_mapping(headers: Sequence[str], given: Mapping[str, str | None]) -> d
     missing = [header for header in given if header not in headers]
     if missing:
         raise Invalid({"mapping": [f"No such columns in the file: {', '.join(missing)}."]})
+    targets = [target for target in given.values() if target is not None]
+    twice = sorted({target for target in targets if targets.count(target) > 1})
+    if twice:
+        raise Invalid({"mapping": [f"Two columns for one field: {', '.join(twice)}."]})
     mapping: dict[str, str] = {}
     taken: set[str] = set()
     for header in headers:
@@ -196,19 +213,22 @@ def column_mapping(headers: Sequence[str], given: Mapping[str, str | None]) -> d
 def row_values(
     headers: Sequence[str], cells: Sequence[str], mapping: Mapping[str, str]
 ) -> dict[str, Any]:
-    """The fields of one row: empty cells left out, lists split, house number split off."""
+    """The fields of one row: empty cells left out, a formula's escape undone, lists split,
+    and, in a file without a house-number column, the house number split off the street."""
     values: dict[str, Any] = {}
     for header, cell in zip(headers, cells, strict=False):
         field = mapping.get(header)
-        value = cell.strip()
+        value = unescape_formula(cell.strip())
         if field is None or not value:
             continue
         if field in LIST_FIELDS:
-            values[field] = [item.strip() for item in re.split(r"[;,]", value) if item.strip()]
+            values[field] = split_list(value)
         else:
             values[field] = value
     street = values.get("street")
-    if street and "house_number" not in values:
+    # Only where the file has no column for it: else a street written without a number of
+    # its own ("Warnowallee 20b", house number empty) is kept as it is.
+    if street and "house_number" not in mapping.values():
         street = street.splitlines()[0].strip()
         match = _HOUSE_NUMBER.match(street)
         if match:
@@ -222,17 +242,20 @@ def row_values(
 
 
 def raw_row(headers: Sequence[str], cells: Sequence[str]) -> dict[str, str]:
-    return {header: cell for header, cell in zip(headers, cells, strict=False)}
+    """A row as the file has it (for the error report), formulas' escapes undone: the
+    report escapes them again when it is written."""
+    return {header: unescape_formula(cell) for header, cell in zip(headers, cells, strict=False)}
 
 
 def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
-    """CSV as German Excel opens it: UTF-8 with BOM, semicolons, CRLF."""
+    """CSV as German Excel opens it: UTF-8 with BOM, semicolons, CRLF; no cell that a
+    spreadsheet would take for a formula (see escape_formula)."""
     out = io.StringIO()
     out.write("\ufeff")
-    writer = csv.DictWriter(out, fieldnames=list(columns), delimiter=";", lineterminator="\r\n")
-    writer.writeheader()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow([escape_formula(column) for column in columns])
     for row in rows:
-        writer.writerow({key: _cell(row.get(key)) for key in columns})
+        writer.writerow([_cell(row.get(column)) for column in columns])
     return out.getvalue()
 
 
@@ -240,5 +263,57 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list | tuple):
-        return f"{LIST_SEPARATOR} ".join(str(item) for item in value)
-    return str(value)
+        return escape_formula(join_list([str(item) for item in value]))
+    return escape_formula(str(value))
+
+
+# CSV injection: a spreadsheet takes a cell that starts with one of these for a formula
+# (=HYPERLINK(...), =cmd|...). Such a cell is written with an apostrophe before it (as
+# OWASP recommends; spreadsheets show it as text), and the import takes one apostrophe
+# off again, in every file: before one of these it never belongs to a name or address.
+_FORMULA_START = "=+-@\t\r"
+_ESCAPED = re.compile(r"'+[=+\-@\t\r]")
+_TO_ESCAPE = re.compile(r"'*[=+\-@\t\r]")
+# Numbers and phone numbers ("+49 381 123456", "-12.5", "-") are no formulas that could do
+# harm, and stay readable.
+_HARMLESS = re.compile(r"[0-9 +\-()/.,]*")
+
+
+def escape_formula(text: str) -> str:
+    """``text`` as a cell that no spreadsheet runs. A value that already starts with
+    apostrophes before a formula character gets one more, so that
+    ``unescape_formula(escape_formula(text)) == text`` for every text."""
+    if _TO_ESCAPE.match(text) and not (text[0] in _FORMULA_START and _HARMLESS.fullmatch(text)):
+        return "'" + text
+    return text
+
+
+def unescape_formula(cell: str) -> str:
+    """A cell's value: one apostrophe taken off a cell that starts with apostrophes before a
+    formula character (our export's escape, or another program's)."""
+    return cell[1:] if _ESCAPED.match(cell) else cell
+
+
+def join_list(items: Sequence[str]) -> str:
+    """Tags or needs in one cell: joined with "; ". An item with a ";" or a '"' in it, or a
+    single item with a comma, is put in double quotes (inner ones doubled, as in CSV), so
+    that split_list gives back exactly these items."""
+    return f"{LIST_SEPARATOR} ".join(
+        _quoted(item) if _needs_quotes(item, alone=len(items) == 1) else item for item in items
+    )
+
+
+def _needs_quotes(item: str, *, alone: bool) -> bool:
+    return any(char in item for char in ';"\r\n') or (alone and "," in item)
+
+
+def _quoted(item: str) -> str:
+    return '"' + item.replace('"', '""') + '"'
+
+
+def split_list(cell: str) -> list[str]:
+    """The items of a list cell: split on ";" if the cell has one (our export, Outlook),
+    else on "," (other programs); double quotes keep an item whole."""
+    delimiter = LIST_SEPARATOR if LIST_SEPARATOR in cell else ","
+    reader = csv.reader(io.StringIO(cell, newline=""), delimiter=delimiter, skipinitialspace=True)
+    return [item.strip() for cells in reader for item in cells if item.strip()]

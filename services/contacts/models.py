@@ -72,6 +72,8 @@ PREMISES_USES = ("retail", "office", "gastronomy", "workshop", "other")
 PREMISES_STATUSES = ("vacant", "let", "planned")
 OWNER_KINDS = ("landlord", "housing_company")
 IMPORT_STATUSES = ("checking", "previewed", "queued", "running", "committed", "failed")
+# A need's key names it in the change history and in events, whose ids hold 64 characters.
+NEED_KEY_LENGTH = 64
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -153,9 +155,10 @@ class Organisation(Base):
     search_vector: Mapped[str | None] = mapped_column(TSVECTOR)
     # The names alone, so that matches in names are found without checking weights.
     name_vector: Mapped[str | None] = mapped_column(TSVECTOR)
-    match_name: Mapped[str] = mapped_column(String(300), default="", index=True)
-    match_address: Mapped[str] = mapped_column(String(300), default="")
-    match_phone: Mapped[str | None] = mapped_column(String(40), index=True)
+    # Text: folding makes them longer than the fields they are made of (ß -> ss).
+    match_name: Mapped[str] = mapped_column(Text, default="", index=True)
+    match_address: Mapped[str] = mapped_column(Text, default="")
+    match_phone: Mapped[str | None] = mapped_column(Text, index=True)
 
     district: Mapped[District | None] = relationship(lazy="joined")
     needs: Mapped[list[Need]] = relationship(
@@ -318,7 +321,7 @@ class ImportRow(Base):
     line: Mapped[int] = mapped_column(Integer, primary_key=True)
     record_id: Mapped[uuid.UUID | None] = mapped_column()
     # The row's fields as the schema loaded them (NULL: not in the row).
-    kind: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str | None] = mapped_column(String(20))
     name: Mapped[str] = mapped_column(String(300))
     legal_form: Mapped[str | None] = mapped_column(String(60))
     sector: Mapped[str | None] = mapped_column(String(200))
@@ -347,6 +350,6 @@ class ImportRow(Base):
     search_text: Mapped[str] = mapped_column(Text)
     search_vector: Mapped[str] = mapped_column(TSVECTOR)
     name_vector: Mapped[str] = mapped_column(TSVECTOR)
-    match_name: Mapped[str] = mapped_column(String(300))
-    match_address: Mapped[str] = mapped_column(String(300))
-    match_phone: Mapped[str | None] = mapped_column(String(40))
+    match_name: Mapped[str] = mapped_column(Text)
+    match_address: Mapped[str] = mapped_column(Text)
+    match_phone: Mapped[str | None] = mapped_column(Text)

@@ -1,6 +1,7 @@
 """Folding of German text for search and for matching records, written by the application
 because the database has no unaccent: `Müller`, `Mueller` and `Muller` meet, as do
-`Groß` and `gross`, and `Str.` and `Straße`."""
+`Groß` and `gross`, `Str.` and `Straße`, and text composed (NFC) or decomposed (NFD, as
+macOS writes it: `u` and a combining diaeresis)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+import phonenumbers
+
 _TRANSLITERATION = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss"})
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 # "Str." at the end of a word or alone: the usual abbreviation of "Straße".
 _STREET_ABBREVIATION_SUFFIX = re.compile(r"(str)\.", re.IGNORECASE)
 _STREET_ABBREVIATION = re.compile(r"\bstr\b", re.IGNORECASE)
 _DE_TRANSLITERATION = re.compile(r"(ae|oe|ue)")
-_NOT_DIGIT = re.compile(r"\D")
+_NOT_DIGIT = re.compile(r"[^0-9]")
 STREET_WORD = "strasse"
+# PostgreSQL refuses a tsvector lexeme of 2047 bytes or more, and a tsvector of 1 MB or
+# more; a folded word may be much longer than the word (a ligature such as ﷺ is 18 letters).
+MAX_TERM_BYTES = 2046
+MAX_VECTOR_BYTES = 1_000_000
 
 LEGAL_FORMS = (
     "gmbh & co. kg",
@@ -49,6 +56,18 @@ _LEGAL_FORM = re.compile(
 )
 
 
+def composed(text: str) -> str:
+    """The text in NFC, so that ``u`` and a combining diaeresis are one letter, ``ü``."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """The longest start of ``text`` that is at most ``max_bytes`` in UTF-8."""
+    if len(text) * 4 <= max_bytes:  # no character takes more than 4 bytes
+        return text
+    return text.encode()[:max_bytes].decode("utf-8", "ignore")
+
+
 @functools.lru_cache(maxsize=65536)
 def strip_accents(text: str) -> str:
     """``Müller`` -> ``muller``, ``Groß`` -> ``gross``, ``Café`` -> ``cafe`` (lower case)."""
@@ -60,7 +79,7 @@ def strip_accents(text: str) -> str:
 @functools.lru_cache(maxsize=65536)
 def transliterate(text: str) -> str:
     """``Müller`` -> ``mueller`` (lower case), then any other accents stripped."""
-    return strip_accents(text.lower().translate(_TRANSLITERATION))
+    return strip_accents(composed(text).lower().translate(_TRANSLITERATION))
 
 
 def expand_street(text: str) -> str:
@@ -70,21 +89,24 @@ def expand_street(text: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text)
+    return _TOKEN.findall(composed(text))
 
 
 @functools.lru_cache(maxsize=65536)
 def search_key(token: str) -> str:
     """The spelling of a token with every umlaut as its bare vowel, written either way:
     ``Müller``, ``Mueller`` and ``Muller`` -> ``muller``. Among the terms of every token,
-    so a search looks for this one alone."""
-    return _DE_TRANSLITERATION.sub(lambda m: m.group(1)[0], transliterate(token))
+    so a search looks for this one alone. Clipped to the length of a term (a word that long
+    is found by its start)."""
+    key = _DE_TRANSLITERATION.sub(lambda m: m.group(1)[0], transliterate(token))
+    return clip(key, MAX_TERM_BYTES)
 
 
 @functools.lru_cache(maxsize=65536)
 def variants(token: str) -> frozenset[str]:
     """The spellings a folded token may have: ü as u and as ue, and ue written for ü."""
-    found = {strip_accents(token), transliterate(token), search_key(token)}
+    found = {strip_accents(token), transliterate(token)}
+    found = {clip(value, MAX_TERM_BYTES) for value in found} | {search_key(token)}
     return frozenset(value for value in found if value)
 
 
@@ -131,7 +153,7 @@ def tsvector(*parts: tuple[list[str], str]) -> str:
 
 def weighted_tsvectors(names: list[str], rest: list[str]) -> tuple[str, str]:
     """``tsvector((names, "A"), (rest, "B"))`` and ``tsvector((names, "A"))`` at once: the
-    second is the start of the first."""
+    second is the start of the first. Terms beyond what a tsvector holds are left out."""
     entries = [f"'{term}':{position}A" for position, term in enumerate(names, 1)]
     named = set(names)
     position = len(entries)
@@ -139,7 +161,20 @@ def weighted_tsvectors(names: list[str], rest: list[str]) -> tuple[str, str]:
         if term not in named:
             position += 1
             entries.append(f"'{term}':{position}B")
+    if sum(map(len, entries)) * 4 > MAX_VECTOR_BYTES:  # may be too large: count the bytes
+        entries = _fitting(entries)
     return " ".join(entries), " ".join(entries[: len(names)])
+
+
+def _fitting(entries: list[str]) -> list[str]:
+    """The first entries that fit in a tsvector: each takes its term's bytes and at most
+    8 more (its offset, its position), which its text (quotes, colon, position) exceeds."""
+    total = 0
+    for count, entry in enumerate(entries):
+        total += len(entry.encode()) + 8
+        if total > MAX_VECTOR_BYTES:
+            return entries[:count]
+    return entries
 
 
 def query_terms(query: str) -> list[str]:
@@ -161,9 +196,9 @@ def tsquery(query: str) -> str | None:
 
 def match_name(name: str, legal_form: str | None = None) -> str:
     """A name for finding the same organisation twice: folded, without its legal form."""
-    text = _LEGAL_FORM.sub(" ", f" {name} ")
+    text = _LEGAL_FORM.sub(" ", f" {composed(name)} ")
     if legal_form:
-        text = text.replace(legal_form, " ")
+        text = text.replace(composed(legal_form), " ")
     return " ".join(transliterate(token) for token in tokens(text))
 
 
@@ -180,15 +215,25 @@ def _address_tokens(text: str) -> tuple[str, ...]:
 
 
 def match_phone(phone: str | None) -> str | None:
-    """Digits only, with a German trunk prefix for +49/0049: ``+49 381 123`` -> ``0381123``."""
+    """A number for finding the same one twice: its digits as dialled from Germany.
+    ``0381 1234567``, ``+49 (0)381 1234567`` and ``0049 381 1234567`` -> ``03811234567``;
+    ``+43 1 5877`` -> ``004315877``.
+
+    A number written nationally (most of them) is its digits; one written internationally
+    is read by phonenumbers, which knows each country's trunk prefix (the ``(0)`` of
+    +49 (0)381, where Rome's 0 in +39 06 is part of the number). What is not one number
+    (two in one field) is its digits."""
     if not phone:
         return None
     digits = _NOT_DIGIT.sub("", phone)
-    if phone.strip().startswith("+49"):
-        digits = "0" + digits[2:]
-    elif digits.startswith("0049"):
-        digits = "0" + digits[4:]
-    return digits or None
+    if not (phone.lstrip().startswith("+") or digits.startswith("00")):
+        return digits or None
+    try:
+        number = phonenumbers.parse(phone, "DE")
+    except phonenumbers.NumberParseException:
+        return digits or None
+    national = phonenumbers.national_significant_number(number)
+    return f"0{national}" if number.country_code == 49 else f"00{number.country_code}{national}"
 
 
 def fold_email(email: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import json
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from shared.api import PageArgs, page_schema
 from shared.auth import STAFF_ROLES
 
 from .models import (
+    NEED_KEY_LENGTH,
     ORGANISATION_KINDS,
     ORGANISATION_STATUSES,
     PREMISES_STATUSES,
@@ -64,7 +66,15 @@ class UserOutSchema(ma.Schema):
 
 # The register.
 
-POSTCODE = validate.Regexp(r"^\d{5}$", error="A German postcode has five digits.")
+# Patterns are published in the OpenAPI document, where clients read them as ECMA-262:
+# ASCII digits spelled out (Python's \d is any Unicode digit), and "(?![\s\S])" for the
+# end of the text in both dialects (Python's $ also matches before a final line break).
+END = r"(?![\s\S])"
+POSTCODE = validate.Regexp(r"^[0-9]{5}" + END, error="A German postcode has five digits.")
+PHONE = validate.Regexp(r"^[+0-9 ()/\-.]{3,60}" + END, error="Not a phone number.")
+# The largest floor area the schemas accept, in m²; the column holds 8 digits before the point.
+MAX_AREA = 10_000_000
+MAX_VERSION = 2**63 - 1  # a bigint
 
 
 def _one_of(values: tuple[str, ...]) -> validate.OneOf:
@@ -102,7 +112,7 @@ class OrganisationInSchema(ma.Schema):
     wz_code = ma.fields.String(
         allow_none=True,
         validate=validate.Regexp(
-            r"^\d{2}(\.\d{1,2}(\.\d{1,2})?)?$", error="A WZ 2008 code, e.g. 47.11."
+            r"^[0-9]{2}(\.[0-9]{1,2}(\.[0-9]{1,2})?)?" + END, error="A WZ 2008 code, e.g. 47.11."
         ),
     )
     street = _text(200)
@@ -116,10 +126,7 @@ class OrganisationInSchema(ma.Schema):
         allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500)
     )
     email = ma.fields.Email(allow_none=True, validate=validate.Length(max=254))
-    phone = ma.fields.String(
-        allow_none=True,
-        validate=validate.Regexp(r"^[+0-9 ()/\-.]{3,60}$", error="Not a phone number."),
-    )
+    phone = ma.fields.String(allow_none=True, validate=PHONE)
     employees = ma.fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10_000_000))
     status = ma.fields.String(validate=_one_of(ORGANISATION_STATUSES))
     needs = ma.fields.List(ma.fields.String(), metadata={"description": "Need keys"})
@@ -128,16 +135,18 @@ class OrganisationInSchema(ma.Schema):
 
 
 class Partial(ma.Schema):
-    """For PATCH: every field optional."""
+    """For PATCH: every field optional; a nested record given (a role) is still checked
+    whole (``partial=True`` would reach into nested schemas)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("partial", True)
+        kwargs.setdefault("partial", tuple(self._declared_fields))
         super().__init__(*args, **kwargs)
 
 
 class OrganisationPatchSchema(Partial, OrganisationInSchema):
     version = ma.fields.Integer(
-        metadata={"description": "The version you changed; 409 if it changed meanwhile"}
+        validate=validate.Range(min=1, max=MAX_VERSION),
+        metadata={"description": "The version you changed; 409 if it changed meanwhile"},
     )
 
 
@@ -204,17 +213,18 @@ class PersonInSchema(ma.Schema):
     first_name = _text(120, load_default="")
     last_name = _text(120, load_default="")
     email = ma.fields.Email(allow_none=True, validate=validate.Length(max=254))
-    phone = ma.fields.String(
-        allow_none=True,
-        validate=validate.Regexp(r"^[+0-9 ()/\-.]{3,60}$", error="Not a phone number."),
-    )
+    phone = ma.fields.String(allow_none=True, validate=PHONE)
     notes = ma.fields.String(allow_none=True, validate=validate.Length(max=20000))
     roles = ma.fields.List(ma.fields.Nested(RoleInSchema))
 
     @ma.validates_schema
     def _has_a_name(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        if ("first_name" in data or "last_name" in data) and not (
-            (data.get("first_name") or "").strip() or (data.get("last_name") or "").strip()
+        """Refused here when both are sent empty; a change that sends one of them is checked
+        by the use case, against the other as stored."""
+        if (
+            "first_name" in data
+            and "last_name" in data
+            and not ((data["first_name"] or "").strip() or (data["last_name"] or "").strip())
         ):
             raise ma.ValidationError("A person needs a first or a last name.", "last_name")
 
@@ -258,7 +268,7 @@ class PremisesInSchema(ma.Schema):
         required=True,
         places=2,
         as_string=True,
-        validate=validate.Range(min=0, max=10_000_000, min_inclusive=False),
+        validate=validate.Range(min=0, max=MAX_AREA, min_inclusive=False),
     )
     use = ma.fields.String(required=True, validate=_one_of(PREMISES_USES))
     owner_id = ma.fields.UUID(required=True)
@@ -302,8 +312,14 @@ class PremisesQueryArgs(ListArgs):
     status = ma.fields.List(ma.fields.String(validate=_one_of(PREMISES_STATUSES)))
     district = ma.fields.List(ma.fields.String())
     use = ma.fields.List(ma.fields.String(validate=_one_of(PREMISES_USES)))
-    min_area = ma.fields.Decimal(validate=validate.Range(min=0))
-    max_area = ma.fields.Decimal(validate=validate.Range(min=0))
+    # To the hundredth the areas are stored in: up for the least, down for the most, so that
+    # a filter finds what it would find unrounded.
+    min_area = ma.fields.Decimal(
+        places=2, rounding=decimal.ROUND_CEILING, validate=validate.Range(min=0, max=MAX_AREA)
+    )
+    max_area = ma.fields.Decimal(
+        places=2, rounding=decimal.ROUND_FLOOR, validate=validate.Range(min=0, max=MAX_AREA)
+    )
     owner_id = ma.fields.UUID()
 
 
@@ -341,7 +357,13 @@ class DistrictOutSchema(ma.Schema):
 
 class NeedInSchema(ma.Schema):
     label = _name(120, required=True)
-    key = ma.fields.String(validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,79}$"))
+    key = ma.fields.String(
+        validate=validate.Regexp(
+            f"^[a-z0-9][a-z0-9-]{{0,{NEED_KEY_LENGTH - 1}}}{END}",
+            error=f"Lower-case letters, digits and hyphens, at most {NEED_KEY_LENGTH}.",
+        ),
+        metadata={"description": "Made from the label if not given"},
+    )
 
 
 class NeedPatchSchema(ma.Schema):

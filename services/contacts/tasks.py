@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import shared_task
 from celery.schedules import crontab
+from sqlalchemy.exc import OperationalError
 
 from shared.db import db_session, get_database
 from shared.errors import DomainError
@@ -36,30 +38,52 @@ def purge_imports() -> int:
     return deleted
 
 
-@shared_task(name="contacts.check_import", ignore_result=True, acks_late=True)
+# The import tasks try again while the database is unreachable; any other error is
+# recorded on the import as failed, so that it is not left "checking" or "running".
+IMPORT_TASK = {
+    "ignore_result": True,
+    "acks_late": True,
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": True,
+    "max_retries": 8,
+}
+
+
+@shared_task(name="contacts.check_import", **IMPORT_TASK)
 def check_import(import_id: str) -> None:
     """Check the rows of a large CSV upload (the preview); progress as for a commit."""
     from .services import imports
 
     key = uuid.UUID(import_id)
-    try:
+    with _failing_on_error(key):
         imports.check_import(db_session(), key, progress=_progress(key))
-    except DomainError as exc:  # deleted meanwhile
-        log.warning("import %s not checked: %s", import_id, exc.detail)
 
 
-@shared_task(name="contacts.run_import", ignore_result=True, acks_late=True)
+@shared_task(name="contacts.run_import", **IMPORT_TASK)
 def run_import(import_id: str) -> None:
     """Commit a queued CSV import; progress is written on a connection of its own."""
     from .services import imports
 
     key = uuid.UUID(import_id)
     progress = _progress(key, status="running")
-    progress(0)
-    try:
+    with _failing_on_error(key):
+        progress(0)
         imports.run_import(db_session(), key, progress=progress)
-    except DomainError as exc:  # recorded on the import as failed
-        log.warning("import %s failed: %s", import_id, exc.detail)
+
+
+@contextmanager
+def _failing_on_error(import_id: uuid.UUID) -> Iterator[None]:
+    from .services import imports
+
+    try:
+        yield
+    except DomainError as exc:  # deleted meanwhile, or recorded on the import as failed
+        log.warning("import %s: %s", import_id, exc.detail)
+    except OperationalError:
+        raise  # tried again (autoretry_for)
+    except Exception:
+        log.exception("import %s stopped by an unexpected error", import_id)
+        imports.fail_import(db_session(), import_id)
 
 
 def _progress(import_id: uuid.UUID, status: str | None = None) -> Callable[[int], None]:

@@ -39,10 +39,10 @@ from datetime import timedelta
 from limits import RateLimitItemPerSecond
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, text
 
 from shared.celery_app import WorkerLocal
-from shared.db import startup_options
+from shared.db import new_engine, startup_options
 from shared.mail import Mailer, SmtpConfig
 from shared.settings import Settings
 
@@ -333,7 +333,7 @@ _caps: WorkerLocal[tuple[str, int], RateCap] = WorkerLocal(lambda key: RateCap(*
 def _new_engine(key: tuple[str, bool]) -> Engine:
     database_url, synchronous_commit = key
     settings_off = {} if synchronous_commit else {"synchronous_commit": "off"}
-    return create_engine(
+    return new_engine(
         database_url,
         pool_size=2,
         max_overflow=4,

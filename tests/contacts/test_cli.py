@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from shared.cli import main
-from shared.testing import Engines
 
 
 def test_seed_demo_adds_records_once(
-    engines: Engines,
-    secret_key: str,
-    tmp_path: Path,
-    contacts_client: FlaskClient,
-    coordinator: dict[str, str],
+    cli_env: dict[str, str], contacts_client: FlaskClient, coordinator: dict[str, str]
 ) -> None:
-    env = {
-        "CONTACTS_DATABASE_URL": engines.databases["contacts"],
-        "REDIS_URL": engines.redis_url,
-        "SECRET_KEY": secret_key,
-        "QUARTIER_VAR_DIR": str(tmp_path),
-        "QUARTIER_ENV": "test",
-    }
-    first = CliRunner().invoke(main, ["contacts", "seed-demo"], env=env)
+    first = CliRunner().invoke(main, ["contacts", "seed-demo"], env=cli_env)
     assert first.exit_code == 0, first.output
-    second = CliRunner().invoke(main, ["contacts", "seed-demo"], env=env)
+    second = CliRunner().invoke(main, ["contacts", "seed-demo"], env=cli_env)
     assert second.exit_code == 0 and "already" in second.output
     found = contacts_client.get(
         "/api/v1/search", query_string={"q": "backerei muller"}, headers=coordinator

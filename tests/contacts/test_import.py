@@ -107,7 +107,7 @@ def test_outlook_german_export_with_bom_twice_makes_no_duplicates(
     assert orgs[f"Café Bosporus {tag}"]["house_number"] == "20b"
 
     again = _upload(contacts_client, coordinator, content).get_json()
-    assert (again["created_count"], again["updated_count"]) == (0, 3)
+    assert (again["created_count"], again["updated_count"], again["skipped_count"]) == (0, 0, 3)
     second = _commit(contacts_client, coordinator, again["id"]).get_json()
     assert (second["created_count"], second["updated_count"]) == (0, 0)
     assert second["skipped_count"] == 3
@@ -199,6 +199,11 @@ def test_user_mapping_for_other_columns(
     assert hits[0]["detail"] == "Lütten Klein Allee 4"
     wrong = _upload(contacts_client, coordinator, content, mapping={"Kunde": "colour"})
     assert wrong.status_code == 422 and "mapping" in wrong.get_json()["errors"]
+    twice = _upload(
+        contacts_client, coordinator, content, mapping={"Kunde": "name", "Anschrift": "name"}
+    )
+    assert twice.status_code == 422
+    assert twice.get_json()["errors"]["mapping"] == ["Two columns for one field: name."]
 
 
 def test_malformed_or_binary_files_leave_nothing_behind(
@@ -340,7 +345,8 @@ def test_reimport_changes_only_the_rows_that_differ(
 
     changed = first.replace(";Friseur;", ";Kosmetik;")
     again = _upload(contacts_client, coordinator, (header + changed).encode()).get_json()
-    assert (again["created_count"], again["updated_count"]) == (0, 2)
+    # The preview says what the commit will do: one row changes, one changes nothing.
+    assert (again["created_count"], again["updated_count"], again["skipped_count"]) == (0, 1, 1)
     done = _commit(contacts_client, coordinator, again["id"]).get_json()
     assert (done["created_count"], done["updated_count"], done["skipped_count"]) == (0, 1, 1)
     after = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
@@ -443,4 +449,293 @@ def test_a_check_queued_for_an_import_deleted_meanwhile_does_nothing(
 
     with contacts_app.app_context():
         tasks.check_import.run(str(uuid.uuid4()))
-    assert "not checked" in caplog.text
+    assert "No such import." in caplog.text
+
+
+def test_every_contact_of_an_outlook_export_joins_their_company(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """Outlook exports a row per person: the second person at a company is a row that
+    repeats the first one's company; it creates no organisation, but the person is added."""
+    tag = f"imp{suffix()}"
+    company = f"Hafenbau {tag};Inhaberin;Werftstraße 1;Rostock;18107;"
+    lines = [
+        OUTLOOK_DE,
+        f"Frau;Anna;Albers;{company};info@{tag}.example;;{tag};",
+        f"Herr;Bert;Brandt;{company};;;{tag};",
+        f"Herr;Cem;Çelik;{company};bert@{tag}.example;;{tag};",
+    ]
+    content = ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["valid_rows"], body["created_count"], body["skipped_count"]) == (3, 1, 2)
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert (done["created_count"], done["skipped_count"]) == (1, 2)
+    [org] = _tagged(contacts_client, coordinator, tag)
+    assert sorted(p["person_name"] for p in org["people"]) == [
+        "Anna Albers",
+        "Bert Brandt",
+        "Cem Çelik",
+    ]
+
+    again = _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, content).get_json()["id"],
+    ).get_json()
+    assert (again["created_count"], again["updated_count"]) == (0, 0)
+    [org] = _tagged(contacts_client, coordinator, tag)
+    assert len(org["people"]) == 3  # nobody twice
+
+
+def test_a_file_without_kinds_leaves_the_kind_of_what_it_matches(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Any
+) -> None:
+    tag = f"imp{suffix()}"
+    landlord = make_org(name=f"WIRO Wohnen {tag}", kind="landlord", email=f"{tag}@wiro.example")
+    content = f"Firma;E-Mail;Ort;Kategorien\nWIRO Wohnen {tag};{tag}@wiro.example;Rostock;{tag}\n"
+    body = _upload(contacts_client, coordinator, content.encode()).get_json()
+    assert (body["created_count"], body["updated_count"]) == (0, 1)
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert done["updated_count"] == 1
+    org = contacts_client.get(f"/api/v1/organisations/{landlord['id']}", headers=coordinator)
+    assert (org.get_json()["kind"], org.get_json()["city"]) == ("landlord", "Rostock")
+    new = f"name;tags\nNeu {tag};{tag}\n".encode()
+    _commit(
+        contacts_client, coordinator, _upload(contacts_client, coordinator, new).get_json()["id"]
+    )
+    kinds = {o["name"]: o["kind"] for o in _tagged(contacts_client, coordinator, tag)}
+    assert kinds[f"Neu {tag}"] == "business"  # what a row without a kind creates
+
+
+def test_a_commit_task_delivered_again_changes_nothing(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """A broker delivers a task again (acks_late): the committed import stays committed, and
+    edits made since are kept."""
+    from services.contacts import tasks
+
+    tag = f"imp{suffix()}"
+    content = f"name;phone;tags\nKiosk {tag};0381 111;{tag}\n".encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    queued = _commit(contacts_client, coordinator, body["id"], background=True).get_json()
+    assert queued["status"] == "queued"
+    with contacts_app.app_context():
+        tasks.run_import.run(body["id"])
+    [org] = _tagged(contacts_client, coordinator, tag)
+    edited = contacts_client.patch(
+        f"/api/v1/organisations/{org['id']}", json={"phone": "0381 222"}, headers=coordinator
+    )
+    assert edited.status_code == 200
+    with contacts_app.app_context():
+        tasks.run_import.run(body["id"])
+    record = contacts_client.get(f"/api/v1/imports/{body['id']}", headers=coordinator).get_json()
+    assert (record["status"], record["created_count"]) == ("committed", 1)
+    [org] = _tagged(contacts_client, coordinator, tag)
+    assert (org["phone"], org["version"]) == ("0381 222", 2)
+
+
+def test_imports_committed_at_once_create_each_organisation_once(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    import threading
+
+    from services.contacts.services import imports
+
+    tag = f"imp{suffix()}"
+    rows = "".join(f"Betrieb {i} {tag};Hauptstr. {i};{tag}\n" for i in range(50))
+    content = f"name;street;tags\n{rows}".encode()
+    ids = [_upload(contacts_client, coordinator, content).get_json()["id"] for _ in range(2)]
+    database = get_database(contacts_app)
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def commit(import_id: str) -> None:
+        with database.session() as session:
+            barrier.wait()
+            record = imports.commit_import(
+                session,
+                uuid.UUID(import_id),
+                mode="valid_only",
+                actor="test",
+                background=False,
+                enqueue=lambda _id: None,
+            )
+            results.append((record.created_count, record.skipped_count))
+
+    threads = [threading.Thread(target=commit, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [(0, 50), (50, 0)]
+    assert len(_tagged(contacts_client, coordinator, tag)) == 50
+
+
+def test_vocabulary_named_exactly_wins_over_one_that_folds_alike(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """Entries that differ only in case or umlaut spelling (kept from before such names were
+    refused): a file naming one exactly gets that one; otherwise the active one."""
+    from services.contacts.models import District
+
+    tag = f"imp{suffix()}"
+    with get_database(contacts_app).session() as session:
+        session.add(District(name=f"Alt-Schmarl {tag}"))
+        session.add(District(name=f"ALT-SCHMARL {tag}", active=False))
+        session.commit()
+    content = (
+        "name;district;tags\n"
+        f"Eins {tag};Alt-Schmarl {tag};{tag}\n"
+        f"Zwei {tag};ALT-SCHMARL {tag};{tag}\n"
+        f"Drei {tag};alt-schmarl {tag};{tag}\n"
+    ).encode()
+    _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, content).get_json()["id"],
+    )
+    districts = {o["name"]: o["district"] for o in _tagged(contacts_client, coordinator, tag)}
+    assert districts == {
+        f"Eins {tag}": f"Alt-Schmarl {tag}",
+        f"Zwei {tag}": f"ALT-SCHMARL {tag}",
+        f"Drei {tag}": f"Alt-Schmarl {tag}",
+    }
+
+
+def test_rows_are_checked_as_the_api_checks_them(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = (
+        "Firma;Vorname;Nachname;Mobiltelefon;Ort;Kategorien\n"
+        f"Eins {tag};Carl;Gamma;ruf mich an;Rostock;{tag}\n"
+        f"Müller; Söhne {tag};;;;Rostock;{tag}\n"
+        f"Drei {tag};;;;Rostock;{tag}, {tag},Handel\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    errors = {error["line"]: error["errors"] for error in body["errors"]}
+    assert set(errors) == {2, 3}
+    assert errors[2] == {"person_phone": ["Not a phone number."]}
+    assert list(errors[3]) == ["row"] and "7 cells" in errors[3]["row"][0]
+    _commit(contacts_client, coordinator, body["id"])
+    [org] = _tagged(contacts_client, coordinator, tag)
+    assert org["tags"] == [tag, "Handel"]  # unique, as a single create keeps them
+
+
+def test_an_import_a_worker_cannot_finish_is_failed_not_left_running(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str], caplog: Any
+) -> None:
+    from sqlalchemy import update
+
+    from services.contacts import tasks
+    from services.contacts.models import ImportRow
+
+    tag = f"imp{suffix()}"
+    content = f"name;tags\nEins {tag};{tag}\nZwei {tag};{tag}\n".encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    # A checked row the database refuses at the commit (a status no organisation may have).
+    with get_database(contacts_app).session() as session:
+        session.execute(
+            update(ImportRow)
+            .where(ImportRow.import_id == uuid.UUID(body["id"]), ImportRow.line == 3)
+            .values(status="verloren")
+        )
+        session.commit()
+    _commit(contacts_client, coordinator, body["id"], background=True)
+    with contacts_app.app_context():
+        tasks.run_import.run(body["id"])
+    record = contacts_client.get(f"/api/v1/imports/{body['id']}", headers=coordinator).get_json()
+    assert record["status"] == "failed"
+    assert record["errors"][-1]["errors"] == {
+        "import": ["An unexpected error stopped it; try again."]
+    }
+    assert _tagged(contacts_client, coordinator, tag) == []  # nothing half written
+    assert "stopped by an unexpected error" in caplog.text
+
+
+def test_an_upload_the_broker_cannot_take_is_failed_not_left_checking(
+    contacts_app: Flask,
+) -> None:
+    from services.contacts.models import Import
+    from services.contacts.services import imports
+
+    def broker_down(_import_id: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+    database = get_database(contacts_app)
+    with database.session() as session:
+        try:
+            imports.preview_import(
+                session,
+                content=b"name\nEins\n",
+                filename="a\x00b.csv",
+                mapping=None,
+                actor="test",
+                background=True,
+                enqueue=broker_down,
+            )
+        except ConnectionError:
+            pass
+        else:
+            raise AssertionError("the broker's error must reach the caller (a 503)")
+        record = session.scalars(select(Import).order_by(Import.created_at.desc())).first()
+        assert record is not None
+        assert (record.status, record.filename) == ("failed", "ab.csv")
+
+
+def test_a_nul_character_is_refused_in_every_encoding(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    text = f"name;city;tags\r\nKiosk {tag};Rostock;{tag}\r\nSalon\x00 {tag};Rostock;{tag}\r\n"
+    for content in (text.encode("utf-16"), text.encode("utf-8"), text.encode("cp1252")):
+        response = _upload(contacts_client, coordinator, content)
+        assert response.status_code == 422, response.get_json()
+        assert "Line 3: a NUL character" in response.get_json()["errors"]["file"][0]
+    assert _tagged(contacts_client, coordinator, tag) == []
+
+
+def test_cells_from_other_programs_street_tags_and_escaped_formulas(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = (
+        "name;street;house_number;sector;tags\r\n"
+        # A file with a house-number column: a street without number of its own stays whole.
+        f"Café Bosporus {tag};Warnowallee 20b;;Gastronomie;{tag}, Handel, Gewerbe\r\n"
+        # A spreadsheet's (or another CRM's) escaped formula loses one apostrophe.
+        f"'=Kiosk {tag};Kolumbusring;9;'-Einzelhandel-;\"{tag}; Handel, Gewerbe\"\r\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert body["valid_rows"] == 2, body["errors"]
+    _commit(contacts_client, coordinator, body["id"])
+    orgs = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    cafe, kiosk = orgs[f"Café Bosporus {tag}"], orgs[f"=Kiosk {tag}"]
+    assert (cafe["street"], cafe["house_number"]) == ("Warnowallee 20b", None)
+    assert cafe["tags"] == [tag, "Handel", "Gewerbe"]  # commas only: split on commas
+    assert (kiosk["street"], kiosk["house_number"]) == ("Kolumbusring", "9")
+    assert kiosk["sector"] == "-Einzelhandel-"
+    assert kiosk["tags"] == [tag, "Handel, Gewerbe"]  # a ";": split on it alone
+
+    # Without a house-number column the number is still taken off the street.
+    single = f"name;street;tags\r\nEck {tag};Warnowallee 20b;{tag}eck\r\n".encode()
+    body = _upload(contacts_client, coordinator, single).get_json()
+    _commit(contacts_client, coordinator, body["id"])
+    [eck] = _tagged(contacts_client, coordinator, f"{tag}eck")
+    assert (eck["street"], eck["house_number"]) == ("Warnowallee", "20b")
+
+
+def test_the_error_report_escapes_formulas_once(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = (
+        f'name;postcode;tags\r\n"=HYPERLINK(""https://x.example"") {tag}";1810;{tag}\r\n'
+        f"'-Kiosk {tag};123;{tag}\r\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert body["invalid_rows"] == 2
+    report = contacts_client.get(f"/api/v1/imports/{body['id']}/errors.csv", headers=coordinator)
+    lines = report.get_data().decode("utf-8-sig").splitlines()
+    assert lines[1].startswith(f'"\'=HYPERLINK(""https://x.example"") {tag}";1810;')
+    assert lines[2].startswith(f"'-Kiosk {tag};123;")  # escaped as the file had it, once

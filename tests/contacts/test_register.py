@@ -291,6 +291,30 @@ def test_people_with_roles_at_several_organisations(
     assert bad_role.status_code == 422 and "roles" in bad_role.get_json()["errors"]
 
 
+def test_a_role_given_in_a_patch_is_checked_whole(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    shop = make_org()
+    person = contacts_client.post(
+        "/api/v1/people", json={"first_name": "Ida", "last_name": "Ihde"}, headers=coordinator
+    ).get_json()
+    for roles, missing in (
+        ([{"organisation_id": shop["id"]}], "role"),
+        ([{"role": "owner"}], "organisation_id"),
+    ):
+        response = contacts_client.patch(
+            f"/api/v1/people/{person['id']}", json={"roles": roles}, headers=coordinator
+        )
+        assert response.status_code == 422, response.get_json()
+        errors = response.get_json()["errors"]
+        assert errors["roles"]["0"] == {missing: ["Missing data for required field."]}
+    # The other fields of a PATCH stay optional.
+    renamed = contacts_client.patch(
+        f"/api/v1/people/{person['id']}", json={"first_name": "Ina"}, headers=coordinator
+    )
+    assert renamed.status_code == 200 and renamed.get_json()["last_name"] == "Ihde"
+
+
 def test_vacant_premises_by_district_use_and_size(
     contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
 ) -> None:

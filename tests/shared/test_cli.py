@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -13,17 +12,6 @@ from shared.cli import main
 from shared.db import Database
 from shared.smtp_sink import start_sink
 from shared.testing import Engines, unique_email
-
-
-@pytest.fixture
-def cli_env(engines: Engines, secret_key: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "CONTACTS_DATABASE_URL": engines.databases["contacts"],
-        "REDIS_URL": engines.redis_url,
-        "SECRET_KEY": secret_key,
-        "QUARTIER_VAR_DIR": str(tmp_path),
-        "QUARTIER_ENV": "test",
-    }
 
 
 def test_users_create_with_generated_password(cli_env: dict[str, str], engines: Engines) -> None:

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import vobject
 from sqlalchemy import select
@@ -24,6 +27,9 @@ ROLE_LABELS = {
     "employee": "Mitarbeiter:in",
     "other": "Sonstiges",
 }
+
+# RFC 3986's reserved characters and "%" (unreserved ones are never quoted).
+_URI_CHARACTERS = ":/?#[]@!$&'()*+,;=%"
 
 
 def _organisations(session: Session, criteria: OrganisationFilter) -> list[Organisation]:
@@ -52,7 +58,11 @@ def _organisation_card(org: Organisation) -> vobject.base.Component:
         adr.type_param = "work"
     _contact_lines(card, org.email, org.phone)
     if org.website:
-        card.add("url").value = org.website
+        # A URI, not text (RFC 6350 6.7.8): its ";" and "," are not escaped, and what a URI
+        # cannot hold (umlauts, spaces) is percent-encoded (RFC 3986).
+        url = card.add("url")
+        url.value = quote(org.website, safe=_URI_CHARACTERS)
+        url.encoded = True
     if org.tags:
         card.add("categories").value = list(org.tags)
     if org.notes:
@@ -76,13 +86,16 @@ def _person_card(person: Person) -> vobject.base.Component:
     return card
 
 
-def _card(record_id: Any, kind: str, full_name: str, updated_at: Any) -> vobject.base.Component:
+def _card(
+    record_id: Any, kind: str, full_name: str, updated_at: datetime
+) -> vobject.base.Component:
     card = vobject.vCard()
     card.add("version").value = "4.0"
     card.add("uid").value = f"urn:uuid:{record_id}"
     card.add("kind").value = kind
     card.add("fn").value = full_name
-    card.add("rev").value = updated_at.strftime("%Y%m%dT%H%M%SZ")
+    # In UTC whatever the database session's time zone gave (the "Z").
+    card.add("rev").value = updated_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return card
 
 
@@ -95,8 +108,39 @@ def _contact_lines(card: vobject.base.Component, email: str | None, phone: str |
         tel.type_param = "work"
 
 
+# Lines are folded here, not by vobject: it counts characters where RFC 6350 3.2 counts
+# octets, so lines of umlauts or dashes under 75 characters came out longer than 75 octets.
+_LINE_OCTETS = 75
+_UNFOLDED = 1 << 30
+# No control character but the tab may stand in a value (RFC 6350 3.3, VALUE-CHAR); the
+# line breaks inside text values are escaped (\n) before this.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _serialize(cards: Iterable[vobject.base.Component]) -> str:
-    return "".join(card.serialize() for card in cards)
+    return "".join(
+        _fold(_CONTROL.sub("", line)) + "\r\n"
+        for card in cards
+        for line in card.serialize(lineLength=_UNFOLDED).split("\r\n")[:-1]
+    )
+
+
+def _fold(line: str) -> str:
+    """A content line in physical lines of at most 75 octets, each continuation starting
+    with a space, no UTF-8 sequence split between two."""
+    data = line.encode("utf-8")
+    if len(data) <= _LINE_OCTETS:
+        return line
+    pieces: list[bytes] = []
+    start, room = 0, _LINE_OCTETS
+    while len(data) - start > room:
+        end = start + room
+        while data[end] & 0xC0 == 0x80:  # a continuation octet: cut before its character
+            end -= 1
+        pieces.append(data[start:end])
+        start, room = end, _LINE_OCTETS - 1  # the leading space
+    pieces.append(data[start:])
+    return b"\r\n ".join(pieces).decode("utf-8")
 
 
 def organisation_vcard(session: Session, organisation_id: Any) -> str:

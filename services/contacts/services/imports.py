@@ -52,8 +52,8 @@ from ..csvfiles import (
     row_values,
     write_csv,
 )
-from ..models import District, Import, ImportRow, Need, Organisation, Person, Role
-from ..normalise import fold_email, match_address, match_name, match_phone, slug, strip_accents
+from ..models import District, Import, ImportRow, Need, Person, Role
+from ..normalise import match_address, match_name, match_phone, slug, strip_accents
 from . import organisations, people
 from .history import get_or_404
 
@@ -66,6 +66,10 @@ RETENTION_DAYS = 30
 BACKGROUND_ROWS = 2000
 PROGRESS_EVERY = 500
 WORK_MEM = "256MB"
+# What a row without a kind creates; a row matching an organisation leaves its kind alone.
+DEFAULT_KIND = "business"
+# Statuses of an import that a worker is still at; progress is written only to these.
+UNFINISHED = ("checking", "queued", "running")
 
 PERSON_FIELDS = ("first_name", "last_name", "person_phone", "job_title")
 PERSON_LIMITS = {"first_name": 120, "last_name": 120, "person_phone": 60, "job_title": 200}
@@ -102,24 +106,35 @@ def _fold(text: str) -> str:
 
 
 class _Vocabulary:
+    """Districts and needs as a file may name them: exactly, else folded (case, umlauts,
+    ß); where two entries fold alike, an exact spelling wins, then an active entry."""
+
     def __init__(self, session: Session) -> None:
-        self.districts = {_fold(d.name): d.name for d in session.scalars(select(District))}
+        districts = session.scalars(select(District).order_by(District.active.desc(), District.id))
+        needs = session.scalars(select(Need).order_by(Need.active.desc(), Need.label)).all()
+        self.districts: dict[str, str] = {}
+        for district in districts:
+            self.districts[district.name] = district.name
+        for name in list(self.districts):
+            self.districts.setdefault(_fold(name), name)
+        self.labels = {need.key: need.label for need in needs}
         self.needs: dict[str, str] = {}
-        self.labels: dict[str, str] = {}
-        for need in session.scalars(select(Need)):
-            self.labels[need.key] = need.label
+        for need in needs:
             self.needs[need.key] = need.key
-            self.needs[_fold(need.label)] = need.key
-            self.needs[slug(need.label)] = need.key
+            self.needs.setdefault(need.label, need.key)
+        for need in needs:
+            self.needs.setdefault(_fold(need.label), need.key)
+            self.needs.setdefault(slug(need.label), need.key)
 
     def resolve(self, values: dict[str, Any], errors: dict[str, list[str]]) -> None:
         if "district" in values:
-            name = self.districts.get(_fold(values["district"]))
+            given = values["district"]
+            name = self.districts.get(given) or self.districts.get(_fold(given))
             if name is None:
                 errors["district"] = [f"Unknown district {values['district']!r}."]
             values["district"] = name
         if "needs" in values:
-            keys = [self.needs.get(_fold(n)) or self.needs.get(n) for n in values["needs"]]
+            keys = [self.needs.get(n) or self.needs.get(_fold(n)) for n in values["needs"]]
             unknown = [n for n, key in zip(values["needs"], keys, strict=True) if key is None]
             if unknown:
                 errors["needs"] = [f"Unknown needs: {', '.join(unknown)}."]
@@ -172,8 +187,10 @@ def _staged(
     values: Mapping[str, Any],
     person: Mapping[str, str],
 ) -> tuple[Any, ...]:
-    """A valid row as a row of import_rows: its fields, its person, and its folded text as
-    a new organisation would have it (see organisations.snapshot and search_fields)."""
+    """A valid row as a row of import_rows: its fields (NULL: not in the row), its person,
+    and its folded text as a new organisation would have it (see organisations.snapshot
+    and search_fields). An id that is not one of ours (another system's customer number)
+    matches nothing: the row is matched by email, or by name and address."""
     try:
         parsed_id = uuid.UUID(record_id) if record_id else None
     except ValueError:
@@ -195,10 +212,7 @@ def _staged(
         import_id,
         line,
         parsed_id,
-        *(
-            fold_email(values.get(column)) if column == "email" else values.get(column)
-            for column in VALUE_COLUMNS
-        ),
+        *(values.get(column) for column in VALUE_COLUMNS),
         *(person.get(key) for key in PERSON_FIELDS),
         search_text,
         vector,
@@ -220,6 +234,7 @@ def _stage(
     were valid, and the errors of the others."""
     loader = _Loader(mapping)
     vocabulary = _Vocabulary(session)
+    person_phone = _person_phone_field()
     errors_found: list[dict[str, Any]] = []
     valid = 0
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -239,42 +254,82 @@ def _stage(
             if "name" not in values and (person.get("first_name") or person.get("last_name")):
                 first, last = person.get("first_name", ""), person.get("last_name", "")
                 values["name"] = f"{first} {last}".strip()
-            values.setdefault("kind", "business")
+            kind_given = "kind" in values
+            values.setdefault("kind", DEFAULT_KIND)  # checked as a new organisation's
             record_id = values.pop("id", None)
             errors: dict[str, Any] = {
                 key: [f"Longer than {limit} characters."]
                 for key, limit in PERSON_LIMITS.items()
                 if len(person.get(key, "")) > limit
             }
+            if len(cells) > len(table.headers) and any(
+                c.strip() for c in cells[len(table.headers) :]
+            ):
+                errors["row"] = [
+                    f"{len(cells)} cells in a file of {len(table.headers)} columns; "
+                    "is a delimiter in a value without quotes?"
+                ]
+            if "person_phone" in person:
+                _check_field(person_phone, person["person_phone"], "person_phone", errors)
             for number in ("latitude", "longitude"):
                 if number in values:
                     values[number] = values[number].replace(",", ".")
             vocabulary.resolve(values, errors)
             loaded = loader.load(values, errors)
+            if not errors:
+                loaded = _normalised(loaded, errors)
             if errors:
                 errors_found.append(
                     {"line": line, "errors": errors, "values": raw_row(table.headers, cells)}
                 )
                 continue
+            if not kind_given:
+                del loaded["kind"]
             copy.write_row(_staged(import_id, line, record_id, loaded, person))
             valid += 1
     return valid, errors_found
 
 
+def _person_phone_field() -> ma.fields.Field[Any]:
+    from ..schemas import PersonInSchema
+
+    return PersonInSchema().fields["phone"]
+
+
+def _check_field(
+    field: ma.fields.Field[Any], value: Any, name: str, errors: dict[str, Any]
+) -> None:
+    try:
+        field.deserialize(value)
+    except ma.ValidationError as exc:
+        errors[name] = exc.messages
+
+
+def _normalised(values: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
+    """The row's fields as a single create stores them (emails folded, tags unique)."""
+    try:
+        return organisations.cleaned(values)
+    except Invalid as exc:
+        errors.update(exc.extensions.get("errors", {}))
+        return values
+
+
 # For each staged row: the live organisation it matches (by id, by email, by folded name
 # and address), and whether it repeats an earlier row of the file (same key or email).
-_PLAN = """
+_MATCH = """
+COALESCE(
+    (SELECT o.id FROM organisations o
+     WHERE o.id = s.record_id AND o.archived IS false),
+    (SELECT o.id FROM organisations o
+     WHERE o.email = s.email AND o.archived IS false LIMIT 1),
+    (SELECT o.id FROM organisations o
+     WHERE o.match_name = s.match_name AND o.match_address = s.match_address
+       AND o.archived IS false LIMIT 1)
+)
+"""
+_PLAN = f"""
 WITH staged AS MATERIALIZED (
-    SELECT s.line, s.email, s.match_name, s.match_address,
-        COALESCE(
-            (SELECT o.id FROM organisations o
-             WHERE o.id = s.record_id AND o.archived IS false),
-            (SELECT o.id FROM organisations o
-             WHERE o.email = s.email AND o.archived IS false LIMIT 1),
-            (SELECT o.id FROM organisations o
-             WHERE o.match_name = s.match_name AND o.match_address = s.match_address
-               AND o.archived IS false LIMIT 1)
-        ) AS match_id
+    SELECT s.line, s.email, s.match_name, s.match_address, {_MATCH} AS match_id
     FROM import_rows s
     WHERE s.import_id = :import_id
 )
@@ -284,21 +339,7 @@ SELECT line, match_id,
         OR (email IS NOT NULL AND line > min(line) OVER (PARTITION BY email))
     ) AS repeated
 FROM staged
-"""
-
-
-_COUNTS = f"""
-SELECT count(*) FILTER (WHERE match_id IS NULL AND NOT repeated),
-    count(*) FILTER (WHERE match_id IS NOT NULL),
-    count(*) FILTER (WHERE repeated)
-FROM ({_PLAN}) AS plan
 """  # noqa: S608 (built from constants)
-
-
-def _counts(session: Session, import_id: uuid.UUID) -> tuple[int, int, int]:
-    """(would be created, match existing ones, repeat earlier rows)."""
-    row = session.execute(text(_COUNTS), {"import_id": import_id}).one()
-    return row[0], row[1], row[2]
 
 
 def _mapping_of(table: Table, given: Mapping[str, str | None] | None) -> dict[str, str]:
@@ -323,7 +364,7 @@ def preview_import(
     columns = _mapping_of(table, mapping)
     record = Import(
         status="checking",
-        filename=filename[:255],
+        filename="".join(char for char in filename if char.isprintable())[:255],
         encoding=table.encoding,
         delimiter=table.delimiter,
         mapping=columns,
@@ -337,7 +378,11 @@ def preview_import(
         background if background is not None else record.total_rows > BACKGROUND_ROWS
     ):
         session.commit()
-        enqueue(str(record.id))
+        try:
+            enqueue(str(record.id))
+        except Exception:  # the broker is down: not left "checking" for ever
+            _fail(session, record.id, {"file": ["The check could not be queued; upload again."]})
+            raise
         return record
     _check(session, record, table)
     session.commit()
@@ -375,8 +420,12 @@ def check_import(
 def _lock(session: Session, step: str, import_id: uuid.UUID) -> bool:
     """A transaction-level advisory lock on one step of an import, rather than a row lock,
     so that progress can be written meanwhile."""
-    key = zlib.crc32(f"contacts-import-{step}-{import_id}".encode())
+    key = _lock_key(f"{step}-{import_id}")
     return bool(session.scalar(select(func.pg_try_advisory_xact_lock(key))))
+
+
+def _lock_key(name: str) -> int:
+    return zlib.crc32(f"contacts-import-{name}".encode())
 
 
 def get_import(session: Session, import_id: uuid.UUID) -> Import:
@@ -416,7 +465,12 @@ def commit_import(
     if background if background is not None else record.total_rows > BACKGROUND_ROWS:
         record.status = "queued"
         session.commit()
-        enqueue(str(record.id))
+        try:
+            enqueue(str(record.id))
+        except Exception:  # the broker is down: it can be committed again later
+            record.status = "previewed"
+            session.commit()
+            raise
         return record
     return run_import(session, import_id, actor=actor)
 
@@ -494,6 +548,7 @@ def _fail(session: Session, import_id: uuid.UUID, errors: Mapping[str, Any]) -> 
 # How a new organisation's snapshot (the shape of organisations.snapshot) reads from import_rows.
 _SNAPSHOT_SQL = {
     **{field: f"s.{field}" for field in organisations.FIELDS},
+    "kind": f"COALESCE(s.kind, '{DEFAULT_KIND}')",
     "status": "COALESCE(s.status, 'prospect')",
     "tags": "COALESCE(s.tags, '{}')",
     "notes": "COALESCE(s.notes, '')",
@@ -557,9 +612,18 @@ FROM created ORDER BY line
 # Matched rows without a person whose every field is the organisation's already: the
 # use case would find nothing to change (a conservative test: a row it cannot be sure of
 # goes through the use case).
+# A row naming a person leaves the email of an organisation it matches alone: in a file of
+# contacts (Outlook's) the email is the person's; it is an organisation's only when the row
+# creates the organisation.
+_NAMES_A_PERSON = "(s.first_name IS NOT NULL OR s.last_name IS NOT NULL)"
 _SAME = " AND ".join(
     [
-        *(f"(s.{field} IS NULL OR s.{field} = o.{field})" for field in organisations.FIELDS),
+        *(
+            f"(s.{field} IS NULL OR s.{field} = o.{field})"
+            for field in organisations.FIELDS
+            if field != "email"
+        ),
+        f"(s.email IS NULL OR s.email = o.email OR {_NAMES_A_PERSON})",
         "(s.district IS NULL OR s.district = (SELECT d.name FROM districts d"
         " WHERE d.id = o.district_id))",
         "(s.needs IS NULL OR s.needs = ARRAY(SELECT n.key FROM organisation_needs x"
@@ -573,6 +637,39 @@ WHERE s.import_id = :import_id AND s.line = p.line AND o.id = p.match_id
     AND s.first_name IS NULL AND s.last_name IS NULL AND {_SAME}
 """  # noqa: S608 (built from constants)
 
+# The preview's counts: rows that would create an organisation, change one, or change
+# nothing (they repeat an earlier row, or match one whose fields are the row's already).
+_COUNTS = f"""
+SELECT count(*) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated),
+    count(*) FILTER (WHERE plan.match_id IS NOT NULL AND NOT COALESCE({_SAME}, false)),
+    count(*) FILTER (
+        WHERE plan.repeated OR (plan.match_id IS NOT NULL AND COALESCE({_SAME}, false))
+    )
+FROM ({_PLAN}) AS plan
+JOIN import_rows s ON s.import_id = :import_id AND s.line = plan.line
+LEFT JOIN organisations o ON o.id = plan.match_id
+"""  # noqa: S608 (built from constants)
+
+
+def _counts(session: Session, import_id: uuid.UUID) -> tuple[int, int, int]:
+    """(would be created, would be updated, would change nothing)."""
+    row = session.execute(text(_COUNTS), {"import_id": import_id}).one()
+    return row[0], row[1], row[2]
+
+
+# The person of a row that repeats an earlier one (a second contact at the same company,
+# as Outlook exports them) joins the organisation the earlier row created or matched.
+_PERSON_ORGANISATIONS = f"""
+UPDATE import_plan p SET person_org = {_MATCH}
+FROM import_rows s
+WHERE s.import_id = :import_id AND s.line = p.line AND p.repeated AND {_NAMES_A_PERSON}
+"""  # noqa: S608 (built from constants)
+
+_FILL_PLAN = f"""
+INSERT INTO import_plan (line, match_id, repeated, new_id)
+SELECT *, gen_random_uuid() FROM ({_PLAN}) AS plan
+"""  # noqa: S608 (built from constants)
+
 _PLAN_TABLE = table(
     "import_plan",
     column("line", Integer),
@@ -580,6 +677,7 @@ _PLAN_TABLE = table(
     column("repeated", Boolean),
     column("new_id", Uuid),
     column("unchanged", Boolean),
+    column("person_org", Uuid),
 )
 
 
@@ -589,6 +687,10 @@ def _apply(
     """(created, updated, unchanged, repeated): new organisations set-based, the others
     one by one through the use cases."""
     params: dict[str, Any] = {"import_id": record.id, "actor": actor, "now": utcnow()}
+    # One import writes at a time: a file committed twice at once, or two files naming the
+    # same new organisation, would each see the other's rows as new (the second waits,
+    # then matches what the first created).
+    session.execute(select(func.pg_advisory_xact_lock(_lock_key("commit-any"))))
     # Memory for this transaction's sorts and its snapshots of the new rows, which would
     # otherwise go through temporary files (the default is 4 MB).
     session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
@@ -596,12 +698,12 @@ def _apply(
         text(
             "CREATE TEMP TABLE import_plan"
             " (line integer PRIMARY KEY, match_id uuid, repeated boolean, new_id uuid,"
-            " unchanged boolean NOT NULL DEFAULT false)"
+            " unchanged boolean NOT NULL DEFAULT false, person_org uuid)"
             " ON COMMIT DROP"
         )
     )
     session.execute(
-        text(f"INSERT INTO import_plan SELECT *, gen_random_uuid() FROM ({_PLAN}) AS plan"),  # noqa: S608
+        text(_FILL_PLAN),
         params,
     )
     # A temporary table has no statistics until analysed; the joins below need them.
@@ -630,10 +732,12 @@ def _apply(
     updated = unchanged = 0
     if matched:  # (a file imported again): rows that would change nothing are left alone
         unchanged = session.execute(text(_MARK_UNCHANGED), params).rowcount  # type: ignore[attr-defined]
+    if repeated:
+        session.execute(text(_PERSON_ORGANISATIONS), params)
     # Matched rows and rows with a person: one by one, as single edits.
     plan = _PLAN_TABLE
     others = session.execute(
-        select(ImportRow, plan.c.match_id, plan.c.new_id)
+        select(ImportRow, plan.c.match_id, plan.c.new_id, plan.c.person_org)
         .join(plan, plan.c.line == ImportRow.line)
         .where(ImportRow.import_id == record.id)
         .where(
@@ -643,20 +747,28 @@ def _apply(
                     plan.c.repeated.is_(False),
                     or_(ImportRow.first_name.is_not(None), ImportRow.last_name.is_not(None)),
                 ),
+                plan.c.person_org.is_not(None),
             )
         )
         .order_by(ImportRow.line)
     ).all()
-    for done, (row, match_id, new_id) in enumerate(others, created + repeated + 1):
+    start = created + repeated - len([row for row in others if row.person_org is not None])
+    # The organisations to update, locked in id order as every edit locks them (a PATCH at
+    # the same time waits, or this import waits for it).
+    matched_orgs = organisations.lock_organisations(
+        session, {row.match_id for row in others if row.match_id is not None}
+    )
+    for done, (row, match_id, new_id, person_org) in enumerate(others, start + 1):
         if match_id is not None:
-            org = session.get(Organisation, match_id)
-            assert org is not None
+            org = matched_orgs[match_id]
             values = {c: getattr(row, c) for c in VALUE_COLUMNS if getattr(row, c) is not None}
+            if row.first_name or row.last_name:  # the email is the person's (see _SAME)
+                values.pop("email", None)
             if organisations.change(session, org, values, actor=actor):
                 updated += 1
             else:
                 unchanged += 1
-        _add_person(session, row, match_id or new_id, actor)
+        _add_person(session, row, person_org or match_id or new_id, actor)
         if progress is not None and done % PROGRESS_EVERY == 0:
             progress(done)
     return created, updated, unchanged, repeated
@@ -728,12 +840,24 @@ def purge_imports(session: Session) -> int:
 def set_progress(
     session: Session, import_id: uuid.UUID, processed: int, *, status: str | None = None
 ) -> None:
-    """Progress, written apart from the import's own transaction so that it shows."""
+    """Progress, written apart from the import's own transaction so that it shows; an
+    import that is done already (a task delivered again) is left as it is."""
     values: dict[str, Any] = {"processed_rows": processed}
     if status is not None:
         values["status"] = status
-    session.execute(update(Import).where(Import.id == import_id).values(**values))
+    session.execute(
+        update(Import).where(Import.id == import_id, Import.status.in_(UNFINISHED)).values(**values)
+    )
     session.commit()
+
+
+def fail_import(session: Session, import_id: uuid.UUID) -> None:
+    """Record that a worker was stopped by an unexpected error (its transaction is rolled
+    back: nothing was written)."""
+    session.rollback()
+    record = session.get(Import, import_id)
+    if record is not None and record.status in UNFINISHED:
+        _fail(session, import_id, {"import": ["An unexpected error stopped it; try again."]})
 
 
 def error_report(session: Session, import_id: uuid.UUID) -> str:

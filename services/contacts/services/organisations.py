@@ -151,7 +151,8 @@ def search_fields(
     return " ".join([*names, *rest]), vector, name_vector
 
 
-def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
+def cleaned(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields as they are stored: text stripped, emails folded, tags unique."""
     values = dict(data)
     if "name" in values:
         values["name"] = (values["name"] or "").strip()
@@ -175,7 +176,7 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply(session: Session, org: Organisation, data: Mapping[str, Any]) -> None:
     """Set the given fields (district by name, needs by key) and refresh the folded text."""
-    values = _clean(data)
+    values = cleaned(data)
     for field in FIELDS:
         if field in values:
             setattr(org, field, values[field])
@@ -225,6 +226,14 @@ def change(session: Session, org: Organisation, data: Mapping[str, Any], *, acto
     """Update in the caller's transaction; True if anything changed."""
     before = snapshot(org)
     apply(session, org, data)
+    return record_edit(session, org, before, actor=actor)
+
+
+def record_edit(
+    session: Session, org: Organisation, before: Mapping[str, Any], *, actor: str
+) -> bool:
+    """What changed since the ``before`` snapshot, as an edit: a new version, a history
+    entry and an event, in the caller's transaction; True if anything changed."""
     new = record_update(session, org, before, snapshot(org), entity_type=ENTITY, actor=actor)
     if new is None:
         return False

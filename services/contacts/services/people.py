@@ -26,7 +26,8 @@ from .history import (
     record_update,
     sqlstate,
 )
-from .organisations import lock_organisations, order, paginate, refresh_search
+from .organisations import lock_organisations, order, paginate
+from .organisations import refresh_search as refresh_organisation_search
 
 ENTITY = "person"
 FIELDS = ("first_name", "last_name", "email", "phone", "notes")
@@ -60,7 +61,7 @@ def event_data(person: Person) -> dict[str, Any]:
     }
 
 
-def _refresh_search(person: Person) -> None:
+def refresh_search(person: Person) -> None:
     terms = index_terms(person.first_name, person.last_name, person.email)
     person.search_text = " ".join(terms)
     person.search_vector = tsvector((terms, "A"))
@@ -89,7 +90,8 @@ def _apply(session: Session, person: Person, data: Mapping[str, Any]) -> set[Org
         if field in values:
             setattr(person, field, values[field])
     if not (person.first_name or person.last_name):
-        raise Invalid({"last_name": ["A person needs a first or a last name."]})
+        emptied = "first_name" if "last_name" not in values else "last_name"
+        raise Invalid({emptied: ["A person needs a first or a last name."]})
     touched: set[Organisation] = set()
     if name != (person.first_name, person.last_name):
         touched = {role.organisation for role in person.roles}
@@ -113,7 +115,7 @@ def _apply(session: Session, person: Person, data: Mapping[str, Any]) -> set[Org
         for org_id, role_name in sorted(wanted - have.keys(), key=str):
             touched.add(orgs[org_id])
             person.roles.append(Role(organisation=orgs[org_id], role=role_name))
-    _refresh_search(person)
+    refresh_search(person)
     return touched
 
 
@@ -132,7 +134,7 @@ def _refresh_organisations(session: Session, orgs: set[Organisation]) -> None:
     _flush(session)
     for org in orgs:
         session.refresh(org, ["roles"])
-        refresh_search(org)
+        refresh_organisation_search(org)
 
 
 def _flush(session: Session) -> None:

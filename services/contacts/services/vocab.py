@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from shared.db import get_or_not_found
 from shared.errors import Conflict, Invalid
 from shared.events import record_event
 
-from ..models import District, Need, OutboxEvent
+from ..models import NEED_KEY_LENGTH, District, Need, Organisation, OutboxEvent, Role
 from ..normalise import slug
 from .history import diff, lock_or_404, record_change, unique_or_conflict
 
@@ -75,7 +75,7 @@ def update_district(
 ) -> District:
     district = lock_or_404(session, District, district_id, "district")
     before = {"name": district.name, "active": district.active}
-    if name is not None:
+    if name is not None and name.strip() != district.name:
         name = name.strip()
         if not name:
             raise Invalid({"name": ["Must not be empty."]})
@@ -85,7 +85,7 @@ def update_district(
         if clash is not None:
             raise Conflict(DISTRICT_EXISTS)
         with unique_or_conflict(session, DISTRICT_EXISTS):
-            district.name = name
+            _rename(session, district, name, actor=actor)
     if active is not None:
         district.active = active
     old, new = diff(before, {"name": district.name, "active": district.active})
@@ -101,6 +101,26 @@ def update_district(
         )
     session.commit()
     return district
+
+
+def _rename(session: Session, district: District, name: str, *, actor: str) -> None:
+    """A rename is an edit of each of the district's organisations (archived ones too):
+    their search text, version, history and event carry the new name."""
+    from . import organisations  # imported here: it imports this module's lookups
+
+    ids = session.scalars(select(Organisation.id).where(Organisation.district_id == district.id))
+    locked = organisations.lock_organisations(session, ids)
+    orgs = session.scalars(
+        select(Organisation)
+        .where(Organisation.id.in_(locked))
+        .options(selectinload(Organisation.roles).selectinload(Role.person))
+        .order_by(Organisation.id)
+    ).all()
+    before = [organisations.snapshot(org) for org in orgs]
+    district.name = name
+    for org, snapshot in zip(orgs, before, strict=True):
+        organisations.refresh_search(org)
+        organisations.record_edit(session, org, snapshot, actor=actor)
 
 
 def need_data(need: Need) -> dict[str, Any]:
@@ -141,9 +161,10 @@ def create_need(session: Session, *, label: str, actor: str, key: str | None = N
     label = label.strip()
     if not label:
         raise Invalid({"label": ["Must not be empty."]})
-    key = slug(key or label)
+    field = "key" if key else "label"
+    key = slug(key or label)[:NEED_KEY_LENGTH].rstrip("-")
     if not key:
-        raise Invalid({"key": ["Must contain letters or digits."]})
+        raise Invalid({field: ["Must contain letters or digits."]})
     if session.scalar(select(Need.key).where((Need.key == key) | (Need.label == label))):
         raise Conflict(NEED_EXISTS)
     need = Need(key=key, label=label, active=True, version=1)

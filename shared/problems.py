@@ -130,10 +130,8 @@ def register_problem_handlers(app: Flask) -> None:
                 503, "A dependency is unavailable; try again shortly.", headers={"Retry-After": "5"}
             )
         if isinstance(error, DBAPIError):  # its message quotes the data (see describe_error)
-            frames = "".join(traceback.format_tb(error.__traceback__))
-            log.error("unhandled database error: %s\n%s", describe_error(error), frames)
-        else:
-            log.exception("unhandled error")
+            return _unexpected_database_error(error)
+        log.exception("unhandled error")
         return problem(500, "An unexpected error occurred. It has been logged.")
 
 
@@ -148,16 +146,18 @@ CONFLICT_SQLSTATES = {
 def integrity_problem(error: IntegrityError) -> Response:
     """A constraint the database enforced: unique and foreign-key violations are conflicts
     (409); any other (a check constraint: a bug, since the schemas validate first) is a 500.
-    Logged with the constraint's name only: the statement's parameters hold personal data."""
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    diag = getattr(error.orig, "diag", None)
-    where = (getattr(diag, "table_name", None), getattr(diag, "constraint_name", None))
-    detail = CONFLICT_SQLSTATES.get(sqlstate or "")
+    Logged without the data (see describe_error): the statement's values are personal."""
+    detail = CONFLICT_SQLSTATES.get(getattr(error.orig, "sqlstate", None) or "")
     if detail is None:
-        log.error("integrity error %s on table %s, constraint %s", sqlstate, *where)
-        return problem(500, "An unexpected error occurred. It has been logged.")
-    log.warning("integrity conflict %s on table %s, constraint %s", sqlstate, *where)
+        return _unexpected_database_error(error)
+    log.warning("integrity conflict: %s", describe_error(error))
     return problem(409, detail)
+
+
+def _unexpected_database_error(error: DBAPIError) -> Response:
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    log.error("unhandled database error: %s\n%s", describe_error(error), frames)
+    return problem(500, "An unexpected error occurred. It has been logged.")
 
 
 def _is_dependency_down(error: Exception) -> bool:

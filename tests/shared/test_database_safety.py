@@ -58,7 +58,7 @@ def test_a_database_error_is_logged_without_the_data(
     email = f"erika-{uuid.uuid4().hex[:8]}@example.org"
     name = f"Erika Mustermann-{uuid.uuid4().hex[:8]}"
 
-    def insert_twice() -> str:
+    def insert_twice() -> str:  # a conflict (409), logged as a warning
         statement = text(
             "INSERT INTO users (id, email, name, password_hash, role, is_active, created_at)"
             " VALUES (:id, :email, 'x', 'x', 'viewer', true, now())"
@@ -67,23 +67,39 @@ def test_a_database_error_is_logged_without_the_data(
         db_session().execute(statement, {"id": uuid.uuid4(), "email": email})
         return "unreachable"
 
+    def break_a_check() -> str:  # a check constraint (the schemas missed it): a 500
+        db_session().execute(
+            text(
+                "INSERT INTO users (id, email, name, password_hash, role, is_active, created_at)"
+                " VALUES (:id, :email, 'x', 'x', 'wizard', true, now())"
+            ),
+            {"id": uuid.uuid4(), "email": f"x{email}"},
+        )
+        return "unreachable"
+
     def cast_a_name() -> str:
         db_session().execute(text("SELECT CAST(:name AS integer)"), {"name": name})
         return "unreachable"
 
     app.add_url_rule("/insert-twice", view_func=insert_twice)
+    app.add_url_rule("/break-a-check", view_func=break_a_check)
     app.add_url_rule("/cast-a-name", view_func=cast_a_name)
     client = app.test_client()
-    with caplog.at_level(logging.ERROR):
-        for path in ("/insert-twice", "/cast-a-name"):
+    with caplog.at_level(logging.WARNING):
+        for path, status in (
+            ("/insert-twice", 409),
+            ("/break-a-check", 500),
+            ("/cast-a-name", 500),
+        ):
             response = client.get(path)
-            assert response.status_code == 500
+            assert response.status_code == status
             assert response.mimetype == PROBLEM
     logged = _formatted(caplog.records)
     assert email not in logged and name not in logged
     assert "SQLSTATE 23505" in logged and "constraint uq_users_email" in logged
+    assert "SQLSTATE 23514" in logged and "constraint ck_users_role" in logged
     assert "SQLSTATE 22P02" in logged and "SELECT CAST(%(name)s AS integer)" in logged
-    assert "insert_twice" in logged  # where it happened
+    assert "break_a_check" in logged and "cast_a_name" in logged  # where it happened
 
 
 def test_engines_leave_parameters_out_of_errors(engines: Engines) -> None:

@@ -13,9 +13,15 @@ from collections.abc import Iterable
 import phonenumbers
 
 _TRANSLITERATION = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss"})
+# Latin letters that Unicode does not decompose into a base letter and a mark (lower case):
+# Turkish ı (Yılmaz), Polish ł, Nordic ø and æ, and the like.
+_UNDECOMPOSED = str.maketrans(
+    {"ı": "i", "ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ŧ": "t", "æ": "ae", "œ": "oe"}
+)
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-# "Str." at the end of a word or alone: the usual abbreviation of "Straße".
-_STREET_ABBREVIATION_SUFFIX = re.compile(r"(str)\.", re.IGNORECASE)
+# "Str." at the end of a word or alone, or "str" ending a word ("Ahornstr"): the usual
+# abbreviations of "Straße".
+_STREET_ABBREVIATION_SUFFIX = re.compile(r"(str)\.|(?<=[^\W\d_])str\b", re.IGNORECASE)
 _STREET_ABBREVIATION = re.compile(r"\bstr\b", re.IGNORECASE)
 _DE_TRANSLITERATION = re.compile(r"(ae|oe|ue)")
 _NOT_DIGIT = re.compile(r"[^0-9]")
@@ -71,7 +77,7 @@ def clip(text: str, max_bytes: int) -> str:
 @functools.lru_cache(maxsize=65536)
 def strip_accents(text: str) -> str:
     """``Müller`` -> ``muller``, ``Groß`` -> ``gross``, ``Café`` -> ``cafe`` (lower case)."""
-    text = text.lower().replace("ß", "ss").replace("ẞ", "ss")
+    text = text.lower().replace("ß", "ss").replace("ẞ", "ss").translate(_UNDECOMPOSED)
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
@@ -202,9 +208,12 @@ def match_name(name: str, legal_form: str | None = None) -> str:
     return " ".join(transliterate(token) for token in tokens(text))
 
 
-def match_address(street: str | None, house_number: str | None, postcode: str | None = None) -> str:
-    joined = " ".join([*_address_tokens(street or ""), *_address_tokens(house_number or "")])
-    return f"{joined} {postcode}".strip() if joined and postcode else joined
+def match_address(street: str | None, house_number: str | None) -> str:
+    """An address for finding the same organisation twice: the folded street and house
+    number (``Hauptstr. 12 a`` = ``Hauptstraße 12a``). Not the postcode: one record often
+    lacks it, or has it wrong, and a name at a street and number is one place."""
+    number = "".join(_address_tokens(house_number or ""))
+    return " ".join([*_address_tokens(street or ""), *([number] if number else [])])
 
 
 @functools.lru_cache(maxsize=65536)

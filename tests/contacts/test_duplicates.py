@@ -51,8 +51,18 @@ def test_candidates_by_folded_name_and_address_email_and_phone(
         house_number="1",
         postcode="18107",
     )
+    # One record often lacks the postcode, writes "12 a" or "Str" without its dot.
+    no_postcode = make_org(
+        name=f"Baeckerei Müller {token}", street="Güstrower Str", house_number="3"
+    )
+    numbered = make_org(name=f"Eisdiele Yılmaz {token}", street="Ahornstraße", house_number="12a")
+    spaced = make_org(
+        name=f"Eisdiele Yilmaz {token}", street="Ahornstr.", house_number="12 a", postcode="18107"
+    )
     pairs = _pairs(contacts_client, coordinator, original["id"])
     assert pairs[spelled["id"]] == ["name"]
+    assert pairs[no_postcode["id"]] == ["name"]
+    assert _pairs(contacts_client, coordinator, numbered["id"])[spaced["id"]] == ["name"]
     assert pairs[by_email["id"]] == ["email"]
     assert pairs[by_phone["id"]] == ["phone"]
     assert elsewhere["id"] not in pairs

@@ -29,6 +29,10 @@ def test_folding_without_the_database() -> None:
         assert key in index_terms(spelling), spelling
     assert query_terms("Hauptstr.") == ["hauptstr"]  # a prefix of "hauptstrasse"
     assert match_name("Bäckerei Müller GmbH") == match_name("Baeckerei Mueller")
+    # Latin letters without a combining mark to strip: Turkish ı, Polish ł, Nordic ø.
+    for spelling, plain in (("Yılmaz", "yilmaz"), ("Łukasz", "lukasz"), ("Søren", "soren")):
+        assert plain in index_terms(spelling) and query_terms(plain) == query_terms(spelling)
+    assert "ahornstrasse" in index_terms("Ahornstr 5")  # "Str" without its dot
 
 
 def test_umlauts_case_and_transliteration(

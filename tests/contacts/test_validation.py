@@ -312,7 +312,7 @@ def test_decomposed_text_folds_as_composed() -> None:
     assert "mueller" in index_terms(decomposed)
     name, street = (unicodedata.normalize("NFD", text) for text in ("Müller Söhne", "Öhrweg"))
     assert match_name(name) == match_name("Müller Söhne") == "mueller soehne"
-    assert match_address(street, "1", "18109") == match_address("Öhrweg", "1", "18109")
+    assert match_address(street, "1") == match_address("Öhrweg", "1")
     haftung = unicodedata.normalize("NFD", "Jörg UG (haftungsbeschränkt)")
     assert match_name(haftung) == "joerg"
 

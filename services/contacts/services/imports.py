@@ -218,7 +218,7 @@ def _staged(
         vector,
         name_vector,
         match_name(name),
-        match_address(street, values.get("house_number"), values.get("postcode")),
+        match_address(street, values.get("house_number")),
         match_phone(values.get("phone")),
     )
 

@@ -129,7 +129,7 @@ def refresh_search(org: Organisation) -> None:
         [f"{role.person.first_name} {role.person.last_name}" for role in org.roles],
     )
     org.match_name = match_name(org.name)
-    org.match_address = match_address(org.street, org.house_number, org.postcode)
+    org.match_address = match_address(org.street, org.house_number)
     org.match_phone = match_phone(org.phone)
 
 

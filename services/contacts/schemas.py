@@ -54,14 +54,23 @@ class UserPatchSchema(ma.Schema):
     password = ma.fields.String(load_only=True, validate=validate.Length(min=12, max=1024))
 
 
+class BerlinDateTime(ma.fields.DateTime):
+    """Stored in UTC, shown in Europe/Berlin (ISO 8601 with offset)."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(value, datetime):
+            value = value.astimezone(BERLIN)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 class UserOutSchema(ma.Schema):
     id = ma.fields.UUID()
     email = ma.fields.String()
     name = ma.fields.String()
     role = ma.fields.String()
     is_active = ma.fields.Boolean()
-    created_at = ma.fields.DateTime()
-    last_login_at = ma.fields.DateTime(allow_none=True)
+    created_at = BerlinDateTime()
+    last_login_at = BerlinDateTime(allow_none=True)
 
 
 # The register.
@@ -93,15 +102,6 @@ def _name(max_length: int = 300, **kwargs: Any) -> ma.fields.String:
         ],
         **kwargs,
     )
-
-
-class BerlinDateTime(ma.fields.DateTime):
-    """Stored in UTC, shown in Europe/Berlin (ISO 8601 with offset)."""
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if isinstance(value, datetime):
-            value = value.astimezone(BERLIN)
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class OrganisationInSchema(ma.Schema):

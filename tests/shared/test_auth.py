@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jwt
 import pytest
@@ -40,6 +40,9 @@ def test_admin_creates_coordinator_who_signs_in_and_is_refused_admin_work(
     assert created.status_code == 201, created.get_json()
     assert created.get_json()["role"] == "coordinator"
     assert "password" not in created.get_json()
+    # Shown in Europe/Berlin, as every time the contacts service shows.
+    offset = datetime.fromisoformat(created.get_json()["created_at"]).utcoffset()
+    assert offset in (timedelta(hours=1), timedelta(hours=2))
 
     token = contacts_client.post(
         "/api/v1/auth/token", json={"email": email.upper(), "password": "lang-genug-123"}

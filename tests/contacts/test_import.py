@@ -739,3 +739,29 @@ def test_the_error_report_escapes_formulas_once(
     lines = report.get_data().decode("utf-8-sig").splitlines()
     assert lines[1].startswith(f'"\'=HYPERLINK(""https://x.example"") {tag}";1810;')
     assert lines[2].startswith(f"'-Kiosk {tag};123;")  # escaped as the file had it, once
+
+
+def test_kinds_and_statuses_in_german(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = (
+        "Name;Art;Status;Kategorien\n"
+        f"WIRO {tag};Wohnungsunternehmen;Aktiv;{tag}\n"
+        f"Hausverwaltung Kühn {tag};Vermieterin;Interessent;{tag}\n"
+        f"Eiscafé {tag};Gewerbe;weggezogen;{tag}\n"
+        f"Verein {tag};landlord;closed;{tag}\n"
+        f"Unbekannt {tag};Behörde;aktiv;{tag}\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert [(error["line"], list(error["errors"])) for error in body["errors"]] == [(6, ["kind"])]
+    _commit(contacts_client, coordinator, body["id"])
+    found = {
+        o["name"]: (o["kind"], o["status"]) for o in _tagged(contacts_client, coordinator, tag)
+    }
+    assert found == {
+        f"WIRO {tag}": ("housing_company", "active"),
+        f"Hausverwaltung Kühn {tag}": ("landlord", "prospect"),
+        f"Eiscafé {tag}": ("business", "moved_away"),
+        f"Verein {tag}": ("landlord", "closed"),
+    }

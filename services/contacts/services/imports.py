@@ -68,6 +68,34 @@ PROGRESS_EVERY = 500
 WORK_MEM = "256MB"
 # What a row without a kind creates; a row matching an organisation leaves its kind alone.
 DEFAULT_KIND = "business"
+# What the office's own spreadsheets say for a kind or a status (folded; see
+# docs/glossary.md), beside the keys our export writes.
+KIND_WORDS = {
+    "gewerbe": "business",
+    "gewerbetreibende": "business",
+    "betrieb": "business",
+    "unternehmen": "business",
+    "vermieter": "landlord",
+    "vermieterin": "landlord",
+    "eigentumer": "landlord",
+    "eigentumerin": "landlord",
+    "wohnungsunternehmen": "housing_company",
+    "wohnungsgesellschaft": "housing_company",
+    "wohnungsgenossenschaft": "housing_company",
+    "partnerin": "partner",
+    "sonstige": "other",
+    "sonstiges": "other",
+}
+STATUS_WORDS = {
+    "interessent": "prospect",
+    "interessentin": "prospect",
+    "potenziell": "prospect",
+    "aktiv": "active",
+    "geschlossen": "closed",
+    "aufgegeben": "closed",
+    "weggezogen": "moved_away",
+    "verzogen": "moved_away",
+}
 # Statuses of an import that a worker is still at; progress is written only to these.
 UNFINISHED = ("checking", "queued", "running")
 
@@ -255,6 +283,9 @@ def _stage(
                 first, last = person.get("first_name", ""), person.get("last_name", "")
                 values["name"] = f"{first} {last}".strip()
             kind_given = "kind" in values
+            for field, words in (("kind", KIND_WORDS), ("status", STATUS_WORDS)):
+                if field in values:
+                    values[field] = words.get(_fold(values[field]), values[field])
             values.setdefault("kind", DEFAULT_KIND)  # checked as a new organisation's
             record_id = values.pop("id", None)
             errors: dict[str, Any] = {

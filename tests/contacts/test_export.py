@@ -296,6 +296,32 @@ def test_vcard_for_one_organisation_and_a_person(
     assert (card.n.value.family, card.n.value.given) == ("Weiß", "Jürgen")
     assert card.fn.value == "Jürgen Weiß"
     assert card.title.value == "Inhaber:in"
+    assert card.org.group == card.title.group == "role1"
+    # A person with roles at several organisations: each an ORG with its TITLE, grouped.
+    landlord = make_org(name="Wohnen am Strom eG", kind="housing_company")
+    contacts_client.patch(
+        f"/api/v1/people/{person['id']}",
+        json={
+            "roles": [
+                {"organisation_id": org["id"], "role": "owner"},
+                {"organisation_id": landlord["id"], "role": "property_manager"},
+            ]
+        },
+        headers=coordinator,
+    )
+    text = contacts_client.get(
+        f"/api/v1/people/{person['id']}/vcard", headers=coordinator
+    ).get_data(as_text=True)
+    _strict_vcard_lines(text)
+    card = vobject.readOne(text)
+    titles = {
+        org_line.value[0]: title.value
+        for org_line in card.contents["org"]
+        for title in card.contents["title"]
+        if org_line.group == title.group
+    }
+    assert titles == {org["name"]: "Inhaber:in", "Wohnen am Strom eG": "Hausverwaltung"}
+    assert [line.params.get("PREF") for line in card.contents["org"]].count(["1"]) == 1
     listed = contacts_client.get(
         f"/api/v1/people/export.vcf?organisation_id={org['id']}", headers=coordinator
     ).get_data(as_text=True)

@@ -76,10 +76,13 @@ def _person_card(person: Person) -> vobject.base.Component:
     full_name = f"{person.first_name} {person.last_name}".strip()
     card = _card(person.id, "individual", full_name, person.updated_at)
     card.add("n").value = vobject.vcard.Name(family=person.last_name, given=person.first_name)
-    if person.roles:
-        first = person.roles[0]
-        card.add("org").value = [first.organisation.name]
-        card.add("title").value = ROLE_LABELS.get(first.role, first.role)
+    # Each role an ORG with its TITLE, the pair grouped (RFC 6350 3.3); the first preferred.
+    for number, role in enumerate(person.roles, 1):
+        org = card.add("org", group=f"role{number}")
+        org.value = [role.organisation.name]
+        card.add("title", group=f"role{number}").value = ROLE_LABELS.get(role.role, role.role)
+        if number == 1 and len(person.roles) > 1:
+            org.pref_param = "1"
     _contact_lines(card, person.email, person.phone)
     if person.notes:
         card.add("note").value = person.notes

@@ -94,6 +94,15 @@ def test_prefixes_sector_tags_and_people(
     found = _search(contacts_client, coordinator, f"weissgerber{token}")
     assert person["id"] in found  # the person
     assert org["id"] in found  # and the organisation they own
+    # A person archived (left the company) no longer finds it by their name; restored, again.
+    for archived, expected in ((True, False), (False, True)):
+        contacts_client.post(
+            f"/api/v1/people/{person['id']}/archive",
+            json={"archived": archived},
+            headers=coordinator,
+        )
+        found = _search(contacts_client, coordinator, f"weissgerber{token}")
+        assert (org["id"] in found) is expected
     archived = contacts_client.post(
         f"/api/v1/organisations/{org['id']}/archive", json={"archived": True}, headers=coordinator
     )

@@ -126,7 +126,11 @@ def refresh_search(org: Organisation) -> None:
         org.city,
         org.district.name if org.district else None,
         org.tags,
-        [f"{role.person.first_name} {role.person.last_name}" for role in org.roles],
+        [
+            f"{role.person.first_name} {role.person.last_name}"
+            for role in org.roles
+            if not role.person.archived
+        ],
     )
     org.match_name = match_name(org.name)
     org.match_address = match_address(org.street, org.house_number)

@@ -239,8 +239,11 @@ def update_person(
 
 
 def set_archived(session: Session, person_id: uuid.UUID, archived: bool, *, actor: str) -> Person:
-    person = lock_or_404(session, Person, person_id, "person")
+    """Archive or restore a person; the organisations of their roles are found by the
+    person's name only while the person is not archived."""
+    person = lock_for_change(session, person_id, {})
     if archive(session, person, archived, entity_type=ENTITY, actor=actor):
+        _refresh_organisations(session, {role.organisation for role in person.roles})
         _publish(session, person, "archived" if archived else "updated")
     session.commit()
     return person

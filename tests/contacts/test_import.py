@@ -765,3 +765,36 @@ def test_kinds_and_statuses_in_german(
         f"Eiscafé {tag}": ("business", "moved_away"),
         f"Verein {tag}": ("landlord", "closed"),
     }
+
+
+def test_a_district_renamed_between_preview_and_commit_is_checked_again(
+    contacts_client: FlaskClient, coordinator: dict[str, str], admin: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    district = contacts_client.post(
+        "/api/v1/districts", json={"name": f"Werftquartier {tag}"}, headers=admin
+    ).get_json()
+    content = (
+        f"name;district;tags\nEins {tag};Werftquartier {tag};{tag}\nZwei {tag};Schmarl;{tag}\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["valid_rows"], body["created_count"]) == (2, 2)
+    renamed = contacts_client.patch(
+        f"/api/v1/districts/{district['id']}", json={"name": f"Hafenquartier {tag}"}, headers=admin
+    )
+    assert renamed.status_code == 200
+    refused = _commit(contacts_client, coordinator, body["id"], mode="all_or_nothing")
+    assert refused.status_code == 422  # the file's district is unknown now
+    contacts_client.patch(
+        f"/api/v1/districts/{district['id']}", json={"name": f"Werftquartier {tag}"}, headers=admin
+    )
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert body["valid_rows"] == 2
+    contacts_client.patch(
+        f"/api/v1/districts/{district['id']}", json={"name": f"Werftquartier {tag}x"}, headers=admin
+    )
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert (done["status"], done["created_count"]) == ("committed", 1)
+    assert [e["line"] for e in done["errors"]] == [2] and "district" in done["errors"][0]["errors"]
+    [org] = _tagged(contacts_client, coordinator, tag)
+    assert (org["name"], org["district"]) == (f"Zwei {tag}", "Schmarl")

@@ -546,13 +546,26 @@ def run_import(
     return record
 
 
+# Staged rows naming a district or a need that is gone since the preview (renamed).
+_STALE_VOCABULARY = """
+SELECT count(*) FROM import_rows s
+WHERE s.import_id = :import_id AND (
+    (s.district IS NOT NULL AND NOT EXISTS (SELECT 1 FROM districts d WHERE d.name = s.district))
+    OR EXISTS (SELECT 1 FROM unnest(s.needs) AS k(key) WHERE k.key NOT IN (SELECT key FROM needs))
+)
+"""
+
+
 def _ensure_staged(session: Session, record: Import) -> None:
     """The checked rows of the preview; checked again from the stored file if they are not
-    all there (import_rows is unlogged: a database crash empties it)."""
+    all there (import_rows is unlogged: a database crash empties it), or if a district or
+    a need they name was renamed since (the file's name for it may be unknown now)."""
     staged = session.scalar(
         select(func.count()).select_from(ImportRow).where(ImportRow.import_id == record.id)
     )
-    if staged == record.valid_rows:
+    if staged == record.valid_rows and not session.scalar(
+        text(_STALE_VOCABULARY), {"import_id": record.id}
+    ):
         return
     _unstage(session, record.id)
     table = read_table(record.content)

@@ -167,6 +167,14 @@ def _is_dependency_down(error: Exception) -> bool:
         return True
     from sqlalchemy.exc import OperationalError
 
-    if isinstance(error, OperationalError | RedisConnectionError):
-        return True
-    return isinstance(error, ConnectionError | TimeoutError)
+    if isinstance(error, OperationalError):
+        # No SQLSTATE: the connection failed. Otherwise the server's classes for a server
+        # that cannot serve now; not, say, a limit a statement exceeded (54), a bug.
+        state = getattr(error.orig, "sqlstate", None)
+        return state is None or state[:2] in DEPENDENCY_DOWN_CLASSES
+    return isinstance(error, RedisConnectionError | ConnectionError | TimeoutError)
+
+
+# SQLSTATE classes: connection exception, insufficient resources (disk, memory,
+# connections), operator intervention (shutdown, cancelled), system error (I/O).
+DEPENDENCY_DOWN_CLASSES = ("08", "53", "57", "58")

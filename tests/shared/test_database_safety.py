@@ -77,18 +77,24 @@ def test_a_database_error_is_logged_without_the_data(
         )
         return "unreachable"
 
+    def exceed_a_limit() -> str:  # a limit a statement exceeded (a bug), not an outage
+        db_session().execute(text("SELECT CAST(repeat('x', 3000) AS tsvector)"))
+        return "unreachable"
+
     def cast_a_name() -> str:
         db_session().execute(text("SELECT CAST(:name AS integer)"), {"name": name})
         return "unreachable"
 
     app.add_url_rule("/insert-twice", view_func=insert_twice)
     app.add_url_rule("/break-a-check", view_func=break_a_check)
+    app.add_url_rule("/exceed-a-limit", view_func=exceed_a_limit)
     app.add_url_rule("/cast-a-name", view_func=cast_a_name)
     client = app.test_client()
     with caplog.at_level(logging.WARNING):
         for path, status in (
             ("/insert-twice", 409),
             ("/break-a-check", 500),
+            ("/exceed-a-limit", 500),
             ("/cast-a-name", 500),
         ):
             response = client.get(path)
@@ -98,6 +104,7 @@ def test_a_database_error_is_logged_without_the_data(
     assert email not in logged and name not in logged
     assert "SQLSTATE 23505" in logged and "constraint uq_users_email" in logged
     assert "SQLSTATE 23514" in logged and "constraint ck_users_role" in logged
+    assert "SQLSTATE 54000" in logged
     assert "SQLSTATE 22P02" in logged and "SELECT CAST(%(name)s AS integer)" in logged
     assert "break_a_check" in logged and "cast_a_name" in logged  # where it happened
 

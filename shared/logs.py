@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 import uuid
 from contextvars import ContextVar
 
 from flask import Flask, Response, g, request
 from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy.exc import DBAPIError
+
+from shared.db import describe_error
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -43,6 +47,27 @@ class QuietRoutineFilter(logging.Filter):
         return not any(name in message for name in ROUTINE_TASKS)
 
 
+class DatabaseErrorFilter(logging.Filter):
+    """A database error's text quotes the data (``Key (email)=(…) already exists``): a
+    record carrying one, as its exception or in its message (a Celery task that failed),
+    shows it as :func:`shared.db.describe_error` does, with its stack frames."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, DBAPIError):
+            return True
+        described = describe_error(error)
+        message = record.getMessage()
+        for text in (repr(error), str(error)):
+            message = message.replace(text, described)
+        if described not in message:
+            message = f"{message}: {described}"
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        record.msg, record.args = f"{message}\n{frames}", None
+        record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json_lines:
@@ -58,6 +83,7 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
         )
     handler.addFilter(ContextFilter(service))
     handler.addFilter(QuietRoutineFilter())
+    handler.addFilter(DatabaseErrorFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_quartier", False)]:
         root.removeHandler(old)

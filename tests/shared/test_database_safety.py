@@ -120,3 +120,33 @@ def test_engines_leave_parameters_out_of_errors(engines: Engines) -> None:
             assert "parameters hidden" in str(raised.value)
     finally:
         database.dispose()
+
+
+def test_a_logged_database_error_shows_no_data(engines: Engines) -> None:
+    """What a Celery worker logs of a task that failed, or any exception logged: the
+    error's text quotes the value; the log line does not."""
+    from shared.logs import DatabaseErrorFilter
+
+    name = "Jördis " + "Weiß"  # (a line of the stack shows the source, not the value)
+    database = Database(engines.databases["contacts"])
+    try:
+        with pytest.raises(DBAPIError) as raised, database.engine.connect() as conn:
+            conn.execute(text("SELECT CAST(:name AS integer)"), {"name": name})
+    finally:
+        database.dispose()
+    error = raised.value
+    assert "Weiß" in str(error)  # what would be logged
+    record = logging.LogRecord(
+        "celery.app.trace",
+        logging.ERROR,
+        __file__,
+        1,
+        "Task %s raised unexpected: %r",
+        ("contacts.run_import", error),
+        (type(error), error, error.__traceback__),
+    )
+    assert DatabaseErrorFilter().filter(record)
+    line = logging.Formatter().format(record)
+    assert "Weiß" not in line
+    assert "Task contacts.run_import raised unexpected: DataError" in line
+    assert "SQLSTATE 22P02" in line

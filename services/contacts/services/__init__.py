@@ -96,20 +96,24 @@ def update_user(
 def issue_user_token(
     session: Session, *, email: str, password: str, secret: str, ttl: timedelta
 ) -> IssuedToken | None:
-    """A token for valid credentials of an active user; None otherwise."""
+    """A token for valid credentials of an active user; None otherwise.
+
+    A password is checked in every case, against a stand-in hash when there is no such user
+    or the account is disabled, so that neither the answer nor the time it takes tells an
+    unknown email, a disabled account and a wrong password apart."""
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None:
-        # Spend the same time as a real check, so that timing does not reveal who exists.
-        verify_password(_dummy_hash(), password)
+    usable = user if user is not None and user.is_active else None
+    valid = verify_password(usable.password_hash if usable else _dummy_hash(), password)
+    if usable is None or not valid:
         return None
-    if not user.is_active or not verify_password(user.password_hash, password):
-        return None
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    user.last_login_at = utcnow()
+    if needs_rehash(usable.password_hash):
+        usable.password_hash = hash_password(password)
+    usable.last_login_at = utcnow()
     session.commit()
-    token = issue_token(secret, subject=str(user.id), role=user.role, ttl=ttl, email=user.email)
-    return IssuedToken(access_token=token, expires_in=int(ttl.total_seconds()), role=user.role)
+    token = issue_token(
+        secret, subject=str(usable.id), role=usable.role, ttl=ttl, email=usable.email
+    )
+    return IssuedToken(access_token=token, expires_in=int(ttl.total_seconds()), role=usable.role)
 
 
 @functools.cache

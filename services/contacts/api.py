@@ -86,8 +86,11 @@ class UserById(MethodView):
     @users_blp.auth(ADMINS)
     @users_blp.arguments(schemas.UserPatchSchema)
     @users_blp.response(200, schemas.UserOutSchema)
+    @users_blp.alt_response(409, response="CONFLICT")
     def patch(self, data: dict[str, Any], user_id: uuid.UUID) -> Any:
-        """Change a user's name, role, password or whether the account is active."""
+        """Change a user's name, role, password or whether the account is active.
+
+        A change that would leave no active admin is a 409."""
         return services.update_user(db_session(), user_id, **data)
 
 

@@ -1,14 +1,29 @@
-"""Staff users: signing in tells nothing apart."""
+"""Staff users: signing in tells nothing apart, and there is always an active admin.
+
+The rule of the last admin counts every admin of the register, so its tests run on a
+contacts database of their own, where they know all of them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from services.contacts import services as contacts_services
-from shared.testing import auth, unique_email
+from shared.db import get_database
+from shared.embedded import drop_database, ensure_database
+from shared.migrations import upgrade
+from shared.settings import Settings, service_database_url
+from shared.testing import Engines, auth, unique_email
+
+from ..visits.helpers import close_app
+from .test_concurrency import overlapping, statuses
 
 PASSWORD = "lang-genug-123"
 
@@ -66,3 +81,100 @@ def test_unknown_disabled_and_wrong_password_sign_ins_get_one_answer_after_one_c
     checks.clear()
     assert sign_in(contacts_client, active)
     assert len(checks) == 1
+
+
+@pytest.fixture(scope="module")
+def register(engines: Engines, make_settings: Callable[..., Settings]) -> Iterator[Flask]:
+    """A contacts app on a database of its own."""
+    url = service_database_url(
+        engines.database_server, "contacts", prefix=f"users_{secrets.token_hex(4)}"
+    )
+    name = url.rsplit("/", 1)[-1]
+    ensure_database(engines.database_server, name)
+    upgrade("contacts", url)
+    from services.contacts.app import create_app
+
+    app = create_app(make_settings("contacts", database_url=url))
+    app.config["TESTING"] = True
+    try:
+        yield app
+    finally:
+        close_app(app)
+        drop_database(engines.database_server, name)
+
+
+@pytest.fixture
+def admins(register: Flask) -> Callable[[int], list[tuple[str, dict[str, str]]]]:
+    """``n`` admins, the only active users of the register: (id, headers with a token)."""
+
+    def make(n: int) -> list[tuple[str, dict[str, str]]]:
+        made = []
+        with get_database(register).session() as session:
+            session.execute(text("UPDATE users SET is_active = false"))
+            session.commit()
+            for _ in range(n):
+                email = unique_email("admin")
+                user = contacts_services.create_user(
+                    session, email=email, role="admin", password=PASSWORD
+                )
+                made.append((str(user.id), email))
+        client = register.test_client()
+        return [(user_id, auth(sign_in(client, email))) for user_id, email in made]
+
+    return make
+
+
+def active_admins(app: Flask) -> list[str]:
+    with get_database(app).session() as session:
+        return [
+            str(user_id)
+            for user_id in session.scalars(
+                text("SELECT id FROM users WHERE role = 'admin' AND is_active")
+            )
+        ]
+
+
+@pytest.mark.parametrize("change", [{"role": "coordinator"}, {"is_active": False}])
+def test_the_last_active_admin_cannot_demote_or_disable_themselves(
+    register: Flask, admins: Callable[[int], list[tuple[str, dict[str, str]]]], change: dict
+) -> None:
+    [(admin_id, admin)] = admins(1)
+    client = register.test_client()
+    refused = client.patch(f"/api/v1/users/{admin_id}", json=change, headers=admin)
+    assert refused.status_code == 409
+    assert refused.mimetype == "application/problem+json"
+    assert "no active admin" in refused.get_json()["detail"]
+    assert refused.get_json()["code"] == "last_admin"
+    assert active_admins(register) == [admin_id]
+    # Nothing changed, so the token still works; with a second admin the change is fine.
+    successor = client.post(
+        "/api/v1/users",
+        json={"email": unique_email(), "role": "admin", "password": PASSWORD},
+        headers=admin,
+    )
+    assert successor.status_code == 201
+    assert client.patch(f"/api/v1/users/{admin_id}", json=change, headers=admin).status_code == 200
+    assert active_admins(register) == [successor.get_json()["id"]]
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    register: Flask, admins: Callable[[int], list[tuple[str, dict[str, str]]]]
+) -> None:
+    """Both requests wait behind a lock on both rows, then run: the second sees the first's
+    change. Before the rule both succeeded and no admin was left."""
+    (first_id, first), (second_id, second) = admins(2)
+    responses = overlapping(
+        register,
+        [
+            lambda c: c.patch(f"/api/v1/users/{second_id}", json={"role": "viewer"}, headers=first),
+            lambda c: c.patch(
+                f"/api/v1/users/{first_id}", json={"is_active": False}, headers=second
+            ),
+        ],
+        "SELECT 1 FROM users WHERE id IN (:a, :b) FOR UPDATE",
+        a=first_id,
+        b=second_id,
+    )
+    assert statuses(responses) == [200, 409]
+    assert responses[1].get_json()["code"] == "last_admin"
+    assert active_admins(register) == [first_id]

@@ -11,15 +11,26 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.auth import STAFF_ROLES, hash_password, issue_token, needs_rehash, verify_password
+from shared.auth import (
+    ADMIN,
+    STAFF_ROLES,
+    hash_password,
+    issue_token,
+    needs_rehash,
+    verify_password,
+)
 from shared.db import get_or_not_found, utcnow
-from shared.errors import Conflict, Invalid
+from shared.errors import Conflict, Invalid, NotFound
 
 from ..models import User
-from .history import unique_or_conflict
+from .history import lock, unique_or_conflict
 
 MIN_PASSWORD_LENGTH = 12
 USER_EXISTS = "A user with this email exists already."
+NO_ADMIN_LEFT = (
+    "This change would leave no active admin, and only an admin can manage users; "
+    "make another user an admin first."
+)
 
 
 @dataclass(frozen=True)
@@ -78,19 +89,50 @@ def update_user(
     name: str | None = None,
     password: str | None = None,
 ) -> User:
-    user = get_user(session, user_id)
+    """Change a user; a change that would leave no active admin is refused (409)."""
     if role is not None:
         _check_role(role)
-        user.role = role
-    if is_active is not None:
-        user.is_active = is_active
+    if password is not None:
+        _check_password(password)
+    user, locked = _lock_user(
+        session, user_id, with_admins=role is not None or is_active is not None
+    )
+    new_role = user.role if role is None else role
+    new_active = user.is_active if is_active is None else is_active
+    if _is_admin(user.role, user.is_active) and not _is_admin(new_role, new_active):
+        others = [u for u in locked if u.id != user.id and _is_admin(u.role, u.is_active)]
+        if not others:
+            raise Conflict(NO_ADMIN_LEFT, code="last_admin")
+    user.role = new_role
+    user.is_active = new_active
     if name is not None:
         user.name = name
     if password is not None:
-        _check_password(password)
         user.password_hash = hash_password(password)
     session.commit()
     return user
+
+
+def _is_admin(role: str, is_active: bool) -> bool:
+    return role == ADMIN and is_active
+
+
+def _lock_user(
+    session: Session, user_id: uuid.UUID, *, with_admins: bool
+) -> tuple[User, list[User]]:
+    """The user, locked for a change and read afresh, and with ``with_admins`` every active
+    admin too, all in one statement in id order (see history.lock): two admins demoting each
+    other at once take turns, and the second sees that the first is no admin any more.
+    An admin made meanwhile may be missed, which can only refuse a change, never let one
+    through that leaves no admin."""
+    ids = {user_id}
+    if with_admins:
+        ids.update(session.scalars(select(User.id).where(User.role == ADMIN, User.is_active)))
+    locked = lock(session, User, ids)
+    user = next((u for u in locked if u.id == user_id), None)
+    if user is None:
+        raise NotFound("No such user.")
+    return user, locked
 
 
 def issue_user_token(

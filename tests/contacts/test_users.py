@@ -83,6 +83,54 @@ def test_unknown_disabled_and_wrong_password_sign_ins_get_one_answer_after_one_c
     assert len(checks) == 1
 
 
+def test_an_admin_who_demoted_and_disabled_themselves_cannot_undo_it_with_their_token(
+    contacts_client: FlaskClient, staff_token: Callable[[str], str]
+) -> None:
+    other_admin = auth(staff_token("admin"))
+    email = unique_email("admin")
+    body = {"email": email, "role": "admin", "password": PASSWORD}
+    created = contacts_client.post("/api/v1/users", json=body, headers=other_admin)
+    path = f"/api/v1/users/{created.get_json()['id']}"
+    own = auth(sign_in(contacts_client, email))
+
+    step_down = contacts_client.patch(
+        path, json={"role": "viewer", "is_active": False}, headers=own
+    )
+    assert step_down.status_code == 200, step_down.get_json()
+    back = contacts_client.patch(path, json={"role": "admin", "is_active": True}, headers=own)
+    assert back.status_code == 401
+    assert back.mimetype == "application/problem+json"
+    assert "sign in again" in back.get_json()["detail"]
+    stored = contacts_client.get(path, headers=other_admin).get_json()
+    assert (stored["role"], stored["is_active"]) == ("viewer", False)
+
+
+def test_a_sign_in_during_a_role_change_gets_a_working_token_of_the_new_role(
+    contacts_app: Flask, contacts_client: FlaskClient, staff_token: Callable[[str], str]
+) -> None:
+    """The sign-in queues behind the change (both lock the user's row): its token carries
+    the new role and the new generation. Had it read the row before the change and the
+    generation during it, it would hold a token of the old role that still works; had it
+    read both before, a token refused as revoked right after it was issued."""
+    admin = auth(staff_token("admin"))
+    email = unique_email("coordinator")
+    body = {"email": email, "role": "coordinator", "password": PASSWORD}
+    user_id = contacts_client.post("/api/v1/users", json=body, headers=admin).get_json()["id"]
+    change, sign_in_ = overlapping(
+        contacts_app,
+        [
+            lambda c: c.patch(f"/api/v1/users/{user_id}", json={"role": "viewer"}, headers=admin),
+            lambda c: c.post("/api/v1/auth/token", json={"email": email, "password": PASSWORD}),
+        ],
+        "SELECT 1 FROM users WHERE id = :id FOR UPDATE",
+        id=user_id,
+    )
+    assert (change.status_code, sign_in_.status_code) == (200, 200)
+    assert sign_in_.get_json()["role"] == "viewer"
+    me = contacts_client.get("/api/v1/me", headers=auth(sign_in_.get_json()["access_token"]))
+    assert (me.status_code, me.get_json()["role"]) == (200, "viewer")
+
+
 @pytest.fixture(scope="module")
 def register(engines: Engines, make_settings: Callable[..., Settings]) -> Iterator[Flask]:
     """A contacts app on a database of its own."""

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from shared.auth import (
     ADMIN,
     STAFF_ROLES,
+    TokenRevocations,
     hash_password,
     issue_token,
     needs_rehash,
@@ -82,6 +83,7 @@ def get_user(session: Session, user_id: uuid.UUID) -> User:
 
 def update_user(
     session: Session,
+    revocations: TokenRevocations,
     user_id: uuid.UUID,
     *,
     role: str | None = None,
@@ -89,7 +91,9 @@ def update_user(
     name: str | None = None,
     password: str | None = None,
 ) -> User:
-    """Change a user; a change that would leave no active admin is refused (409)."""
+    """Change a user. A new role, a new password or a deactivation voids the tokens the user
+    holds (see shared.auth.TokenRevocations); a change that would leave no active admin is
+    refused (409)."""
     if role is not None:
         _check_role(role)
     if password is not None:
@@ -103,12 +107,15 @@ def update_user(
         others = [u for u in locked if u.id != user.id and _is_admin(u.role, u.is_active)]
         if not others:
             raise Conflict(NO_ADMIN_LEFT, code="last_admin")
+    revoke = new_role != user.role or (user.is_active and not new_active) or password is not None
     user.role = new_role
     user.is_active = new_active
     if name is not None:
         user.name = name
     if password is not None:
         user.password_hash = hash_password(password)
+    if revoke:  # before the commit: if Redis is down, the change is not made either (503)
+        revocations.revoke(str(user.id))
     session.commit()
     return user
 
@@ -136,24 +143,44 @@ def _lock_user(
 
 
 def issue_user_token(
-    session: Session, *, email: str, password: str, secret: str, ttl: timedelta
+    session: Session,
+    revocations: TokenRevocations,
+    *,
+    email: str,
+    password: str,
+    secret: str,
+    ttl: timedelta,
 ) -> IssuedToken | None:
     """A token for valid credentials of an active user; None otherwise.
 
     A password is checked in every case, against a stand-in hash when there is no such user
     or the account is disabled, so that neither the answer nor the time it takes tells an
-    unknown email, a disabled account and a wrong password apart."""
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    unknown email, a disabled account and a wrong password apart. The user's row is locked
+    (as a change locks it) until the token is issued, so a token carries the role and
+    generation of one moment: before a change (and is voided by it) or after it."""
+    user = session.scalar(
+        select(User)
+        .where(User.email == email.strip().lower())
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
     usable = user if user is not None and user.is_active else None
     valid = verify_password(usable.password_hash if usable else _dummy_hash(), password)
     if usable is None or not valid:
+        session.rollback()
         return None
     if needs_rehash(usable.password_hash):
         usable.password_hash = hash_password(password)
     usable.last_login_at = utcnow()
+    generation = revocations.for_new_token(str(usable.id))
     session.commit()
     token = issue_token(
-        secret, subject=str(usable.id), role=usable.role, ttl=ttl, email=usable.email
+        secret,
+        subject=str(usable.id),
+        role=usable.role,
+        ttl=ttl,
+        email=usable.email,
+        generation=generation,
     )
     return IssuedToken(access_token=token, expires_in=int(ttl.total_seconds()), role=usable.role)
 

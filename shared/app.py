@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -13,6 +14,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from shared.api import Blueprint, init_api, me_blueprint
+from shared.auth import init_token_revocations
 from shared.celery_app import celery_init_app
 from shared.db import get_database, init_db
 from shared.events import init_events
@@ -60,6 +62,7 @@ def create_service_app(
     app.extensions["quartier.redis"] = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2
     )
+    init_token_revocations(app, get_redis(app), timedelta(seconds=settings.token_ttl_seconds))
     celery = celery_init_app(app, service, settings.redis_url)
     # Registered before the limiter, so it runs after the limiter's header hook.
     app.after_request(_retry_after_only_when_refused)

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import flask_smorest
 import jwt
+import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, g, request
+from cachetools import TTLCache
+from flask import Flask, current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from shared.problems import ServiceUnavailable
 
 ISSUER = "quartier"
 AUDIENCE = "quartier-api"
 ALGORITHM = "HS256"
 SERVICE_TOKEN_TTL = timedelta(minutes=5)
+LEEWAY = timedelta(seconds=5)  # clocks of the services may differ by this much
+GENERATION_CLAIM = "gen"
 
 ADMIN = "admin"
 COORDINATOR = "coordinator"
@@ -57,14 +67,24 @@ class Principal:
     subject: str
     role: str
     email: str | None = None
+    generation: int = 0  # of a staff user's tokens (see TokenRevocations); 0 if unnamed
 
 
 class InvalidToken(Exception):
     pass
 
 
+REVOKED = "The token was revoked (the account changed); sign in again."
+
+
 def issue_token(
-    secret: str, *, subject: str, role: str, ttl: timedelta, email: str | None = None
+    secret: str,
+    *,
+    subject: str,
+    role: str,
+    ttl: timedelta,
+    email: str | None = None,
+    generation: int | None = None,
 ) -> str:
     if role not in ALL_ROLES:
         raise ValueError(f"unknown role {role!r}")
@@ -80,6 +100,8 @@ def issue_token(
     }
     if email:
         claims["email"] = email
+    if generation is not None:
+        claims[GENERATION_CLAIM] = generation
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -96,7 +118,7 @@ def decode_token(secret: str, token: str) -> Principal:
             audience=AUDIENCE,
             issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "aud", "iss"]},
-            leeway=5,
+            leeway=LEEWAY,
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("The token has expired.") from exc
@@ -105,7 +127,109 @@ def decode_token(secret: str, token: str) -> Principal:
     role = claims.get("role")
     if role not in ALL_ROLES:
         raise InvalidToken("The token carries no known role.")
-    return Principal(subject=str(claims["sub"]), role=role, email=claims.get("email"))
+    generation = claims.get(GENERATION_CLAIM, 0)
+    if type(generation) is not int or generation < 0:
+        raise InvalidToken("The token is not valid.")
+    return Principal(
+        subject=str(claims["sub"]), role=role, email=claims.get("email"), generation=generation
+    )
+
+
+# Revocation of staff tokens. A token is checked by its signature alone, on every service,
+# so a change to a user (deactivated, another role, a new password) would reach their
+# tokens only when those expire. Instead, each staff user has a token *generation* in
+# Redis (shared by all services; absent means 0), every token carries the generation it
+# was issued in, and a token of an older generation is refused. A change raises the
+# generation, under the user's row lock and before its commit; a sign-in reads it under the
+# same lock. So a token issued before the change is refused and one issued after it
+# works, whatever the clocks of the processes say and however close together (a counter
+# has no resolution to run out of, as a "not before" time of whole seconds would).
+#
+# A generation is kept for as long as a token of it may live (the longest token lifetime
+# and the leeway, counted again at each sign-in and change); when it lapses, every token
+# that carried it has expired, so counting from 0 again voids nothing that is still valid.
+# Lookups are cached for a few seconds per process, so a change reaches the other
+# processes within that time; the process that made it knows it at once.
+
+REVOCATION_CACHE_SECONDS = 5.0
+REVOCATIONS_KEY = "quartier.token_revocations"
+REVOCATIONS_DOWN = "Tokens cannot be checked right now (Redis is unavailable); try again shortly."
+
+
+class TokenRevocations:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keep: timedelta,
+        *,
+        cache_seconds: float = REVOCATION_CACHE_SECONDS,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``keep``: the longest lifetime of a staff token, leeway included."""
+        self._client = client
+        # Kept a cache lifetime longer, so that no process still holds a lapsed generation
+        # in its cache when a new token of the generation counted from 0 comes in.
+        self._keep = math.ceil(keep.total_seconds() + cache_seconds)
+        self._cache: TTLCache[str, int] = TTLCache(maxsize=10_000, ttl=cache_seconds, timer=timer)
+        self._lock = threading.Lock()  # the cache is shared by a worker's threads
+
+    @staticmethod
+    def key(subject: str) -> str:
+        return f"quartier:auth:generation:{subject}"
+
+    def current(self, subject: str) -> int:
+        """The subject's generation, as Redis said it at most a few seconds ago."""
+        with self._lock:
+            cached = self._cache.get(subject)
+        if cached is not None:
+            return cached
+        with _token_store():
+            value = int(self._client.get(self.key(subject)) or 0)
+        return self._remember(subject, value)
+
+    def for_new_token(self, subject: str) -> int:
+        """The generation a new token of ``subject`` carries; it is kept (if there is one)
+        for as long as that token may live. Call it under the user's row lock."""
+        with _token_store(), self._client.pipeline(transaction=True) as pipe:
+            pipe.expire(self.key(subject), self._keep)
+            pipe.get(self.key(subject))
+            _, raw = pipe.execute()
+        return self._remember(subject, int(raw or 0))
+
+    def revoke(self, subject: str) -> int:
+        """Void every token of ``subject`` issued so far. Call it under the user's row lock,
+        before the commit: if Redis cannot be reached the change fails with it (503)."""
+        with _token_store(), self._client.pipeline(transaction=True) as pipe:
+            pipe.incr(self.key(subject))
+            pipe.expire(self.key(subject), self._keep)
+            generation, _ = pipe.execute()
+        with self._lock:
+            self._cache[subject] = int(generation)
+        return int(generation)
+
+    def _remember(self, subject: str, value: int) -> int:
+        # A lookup that started before this process revoked must not put back the older
+        # value; generations only go down when they lapse, long after any cached entry.
+        with self._lock:
+            value = max(value, self._cache.get(subject, value))
+            self._cache[subject] = value
+        return value
+
+
+@contextmanager
+def _token_store() -> Iterator[None]:
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ServiceUnavailable(REVOCATIONS_DOWN) from exc
+
+
+def init_token_revocations(app: Flask, client: redis.Redis, token_ttl: timedelta) -> None:
+    app.extensions[REVOCATIONS_KEY] = TokenRevocations(client, token_ttl + LEEWAY)
+
+
+def token_revocations(app: Flask | None = None) -> TokenRevocations:
+    return cast(TokenRevocations, (app or current_app).extensions[REVOCATIONS_KEY])
 
 
 def _bearer_token() -> str | None:
@@ -129,6 +253,10 @@ def require_roles(roles: Iterable[str]) -> Callable[[F], F]:
                 principal = decode_token(current_app.config["SECRET_KEY"], cast(str, token))
             except InvalidToken as exc:
                 flask_smorest.abort(401, message=str(exc))
+            if principal.role != SERVICE and principal.generation < token_revocations().current(
+                principal.subject
+            ):
+                flask_smorest.abort(401, message=REVOKED)
             if principal.role not in allowed:
                 flask_smorest.abort(403, message="Your role may not do this.")
             g.principal = principal

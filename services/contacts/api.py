@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from shared.api import API_PREFIX, Blueprint, page_of
 from shared.app import get_settings
-from shared.auth import ADMINS, READERS, WRITERS, current_principal
+from shared.auth import ADMINS, READERS, WRITERS, current_principal, token_revocations
 from shared.db import db_session, get_database
 
 from . import schemas, services, tasks
@@ -48,6 +48,7 @@ class Token(MethodView):
         settings = get_settings()
         issued = services.issue_user_token(
             db_session(),
+            token_revocations(),
             email=credentials["email"],
             password=credentials["password"],
             secret=settings.secret_key,
@@ -86,9 +87,13 @@ class UserById(MethodView):
     @users_blp.auth(ADMINS)
     @users_blp.arguments(schemas.UserPatchSchema)
     @users_blp.response(200, schemas.UserOutSchema)
+    @users_blp.alt_response(409, response="CONFLICT")
     def patch(self, data: dict[str, Any], user_id: uuid.UUID) -> Any:
-        """Change a user's name, role, password or whether the account is active."""
-        return services.update_user(db_session(), user_id, **data)
+        """Change a user's name, role, password or whether the account is active.
+
+        A new role, a new password or a deactivation voids the user's tokens at once (they
+        sign in again); a change that would leave no active admin is a 409."""
+        return services.update_user(db_session(), token_revocations(), user_id, **data)
 
 
 def _actor() -> str:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import jwt
 import pytest
+import redis
 from flask import Flask
+from flask.testing import FlaskClient
 
+from services.contacts import services as contacts_services
 from shared.auth import (
+    REVOCATION_CACHE_SECONDS,
     LinkError,
+    TokenRevocations,
     decode_token,
     hash_password,
     issue_token,
@@ -18,8 +26,13 @@ from shared.auth import (
     sign_link,
     verify_password,
 )
-from shared.settings import SERVICES
-from shared.testing import auth, unique_email
+from shared.db import get_database
+from shared.net import free_port
+from shared.problems import ServiceUnavailable
+from shared.settings import SERVICES, Settings
+from shared.testing import Engines, auth, unique_email
+
+from ..visits.helpers import close_app
 
 
 def test_admin_creates_coordinator_who_signs_in_and_is_refused_admin_work(
@@ -155,3 +168,173 @@ def test_signed_links_are_purpose_scoped_expiring_and_tamper_proof(secret_key: s
     with pytest.raises(LinkError) as expired:
         load_link(secret_key, "confirm", token, timedelta(seconds=-1))
     assert expired.value.expired
+
+
+# Revocation: a change to a user reaches the tokens they hold, on every service.
+
+PASSWORD = "lang-genug-123"
+
+
+def _user(client: FlaskClient, admin: dict[str, str], role: str) -> tuple[str, str]:
+    """A new user of ``role``: their id and a token from signing in."""
+    email = unique_email(role)
+    body = {"email": email, "role": role, "password": PASSWORD}
+    created = client.post("/api/v1/users", json=body, headers=admin)
+    assert created.status_code == 201, created.get_json()
+    return created.get_json()["id"], _sign_in(client, email)
+
+
+def _sign_in(client: FlaskClient, email: str, password: str = PASSWORD) -> str:
+    response = client.post("/api/v1/auth/token", json={"email": email, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return str(response.get_json()["access_token"])
+
+
+def _refused_as_revoked(response: Any) -> None:
+    assert response.status_code == 401, response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert "revoked" in response.get_json()["detail"]
+
+
+def test_a_deactivated_users_token_is_refused_by_every_service(
+    contacts_client: FlaskClient,
+    visits_client: FlaskClient,
+    newsletter_client: FlaskClient,
+    staff_token: Callable[[str], str],
+) -> None:
+    admin = auth(staff_token("admin"))
+    user_id, token = _user(contacts_client, admin, "viewer")
+    assert contacts_client.get("/api/v1/organisations", headers=auth(token)).status_code == 200
+
+    patched = contacts_client.patch(
+        f"/api/v1/users/{user_id}", json={"is_active": False}, headers=admin
+    )
+    assert patched.status_code == 200
+    _refused_as_revoked(contacts_client.get("/api/v1/organisations", headers=auth(token)))
+    _refused_as_revoked(visits_client.get("/api/v1/trainings", headers=auth(token)))
+    _refused_as_revoked(newsletter_client.get("/api/v1/me", headers=auth(token)))
+
+    # Active again, the user signs in anew; the old token stays void.
+    contacts_client.patch(f"/api/v1/users/{user_id}", json={"is_active": True}, headers=admin)
+    _refused_as_revoked(visits_client.get("/api/v1/me", headers=auth(token)))
+    email = contacts_client.get(f"/api/v1/users/{user_id}", headers=admin).get_json()["email"]
+    fresh = auth(_sign_in(contacts_client, email))
+    assert visits_client.get("/api/v1/trainings", headers=fresh).status_code == 200
+
+
+def test_a_new_role_voids_the_old_token_and_a_token_issued_right_after_it_works(
+    contacts_client: FlaskClient, visits_client: FlaskClient, staff_token: Callable[[str], str]
+) -> None:
+    """The new sign-in follows the change within the same second: both are told apart.
+    (Each service caches a lookup for a few seconds, so visits, once asked, is asked only
+    about the first change here; contacts, which makes them, knows each at once.)"""
+    admin = auth(staff_token("admin"))
+    user_id, token = _user(contacts_client, admin, "coordinator")
+    path = f"/api/v1/users/{user_id}"
+    email = contacts_client.get(path, headers=admin).get_json()["email"]
+    body = {"kind": "business", "name": f"Betrieb {uuid.uuid4().hex[:8]}"}
+    made = contacts_client.post("/api/v1/organisations", json=body, headers=auth(token))
+    assert made.status_code == 201
+
+    assert contacts_client.patch(path, json={"role": "viewer"}, headers=admin).status_code == 200
+    _refused_as_revoked(
+        contacts_client.post("/api/v1/organisations", json=body, headers=auth(token))
+    )
+    _refused_as_revoked(visits_client.get("/api/v1/trainings", headers=auth(token)))
+    token = _sign_in(contacts_client, email)
+    me = visits_client.get("/api/v1/me", headers=auth(token))
+    assert (me.status_code, me.get_json()["role"]) == (200, "viewer")
+    refused = contacts_client.post("/api/v1/organisations", json=body, headers=auth(token))
+    assert refused.status_code == 403
+
+    for role in ("coordinator", "viewer", "admin"):
+        assert contacts_client.patch(path, json={"role": role}, headers=admin).status_code == 200
+        _refused_as_revoked(contacts_client.get("/api/v1/me", headers=auth(token)))
+        token = _sign_in(contacts_client, email)
+        me = contacts_client.get("/api/v1/me", headers=auth(token))
+        assert (me.status_code, me.get_json()["role"]) == (200, role)
+
+
+def test_a_new_password_voids_the_old_token_and_a_new_name_does_not(
+    contacts_client: FlaskClient, newsletter_client: FlaskClient, staff_token: Callable[[str], str]
+) -> None:
+    admin = auth(staff_token("admin"))
+    user_id, token = _user(contacts_client, admin, "viewer")
+    path = f"/api/v1/users/{user_id}"
+    # Neither the name nor the same role again is a change that voids tokens.
+    assert (
+        contacts_client.patch(path, json={"name": "Jördis Weiß"}, headers=admin).status_code == 200
+    )
+    assert contacts_client.patch(path, json={"role": "viewer"}, headers=admin).status_code == 200
+    assert contacts_client.get("/api/v1/me", headers=auth(token)).status_code == 200
+
+    new_password = "ein-anderes-passwort"
+    assert (
+        contacts_client.patch(path, json={"password": new_password}, headers=admin).status_code
+        == 200
+    )
+    _refused_as_revoked(contacts_client.get("/api/v1/me", headers=auth(token)))
+    _refused_as_revoked(newsletter_client.get("/api/v1/me", headers=auth(token)))
+    email = contacts_client.get(path, headers=admin).get_json()["email"]
+    fresh = _sign_in(contacts_client, email, new_password)
+    assert newsletter_client.get("/api/v1/me", headers=auth(fresh)).status_code == 200
+
+
+def test_other_processes_learn_of_a_revocation_when_their_cached_lookup_lapses(
+    engines: Engines,
+) -> None:
+    """Lookups are cached a few seconds per process; the process that revokes knows at once.
+    Two instances stand for two processes, on the real Redis; their clock is the test's."""
+    client = redis.Redis.from_url(engines.redis_url)
+    now = [0.0]
+    here = TokenRevocations(client, timedelta(hours=8), timer=lambda: now[0])
+    there = TokenRevocations(client, timedelta(hours=8), timer=lambda: now[0])
+    subject = str(uuid.uuid4())
+    try:
+        assert there.current(subject) == 0
+        assert here.for_new_token(subject) == 0
+        assert here.revoke(subject) == 1
+        assert here.current(subject) == 1
+        assert there.current(subject) == 0  # still cached
+        now[0] += REVOCATION_CACHE_SECONDS
+        assert there.current(subject) == 1
+        # Kept as long as a token may live (and a cache lifetime), then it lapses.
+        assert 8 * 3600 < client.ttl(TokenRevocations.key(subject)) <= 8 * 3600 + 5
+    finally:
+        client.close()
+
+
+def test_without_redis_staff_tokens_get_503_and_a_change_is_not_made(
+    make_settings: Callable[..., Settings],
+    contacts_app: Flask,
+    staff_token: Callable[[str], str],
+    secret_key: str,
+) -> None:
+    """A token that may have been revoked is never let through unchecked; service tokens
+    are no users' and need no lookup."""
+    from services.visits.app import create_app
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(make_settings("visits", redis_url=dead))
+    try:
+        client = app.test_client()
+        refused = client.get("/api/v1/me", headers=auth(staff_token("admin")))
+        assert refused.status_code == 503
+        assert refused.mimetype == "application/problem+json"
+        assert refused.headers["Retry-After"]
+        caller = client.get("/api/v1/me", headers=auth(service_token(secret_key, "contacts")))
+        assert caller.status_code == 200
+    finally:
+        close_app(app)
+
+    dead_client = redis.Redis.from_url(dead, socket_connect_timeout=2)
+    with get_database(contacts_app).session() as session:
+        user = contacts_services.create_user(
+            session, email=unique_email(), role="coordinator", password=PASSWORD
+        )
+        with pytest.raises(ServiceUnavailable):
+            contacts_services.update_user(
+                session, TokenRevocations(dead_client, timedelta(hours=8)), user.id, role="viewer"
+            )
+    with get_database(contacts_app).session() as session:
+        assert contacts_services.get_user(session, user.id).role == "coordinator"

@@ -11,15 +11,27 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.auth import STAFF_ROLES, hash_password, issue_token, needs_rehash, verify_password
+from shared.auth import (
+    ADMIN,
+    STAFF_ROLES,
+    TokenRevocations,
+    hash_password,
+    issue_token,
+    needs_rehash,
+    verify_password,
+)
 from shared.db import get_or_not_found, utcnow
-from shared.errors import Conflict, Invalid
+from shared.errors import Conflict, Invalid, NotFound
 
 from ..models import User
-from .history import unique_or_conflict
+from .history import lock, unique_or_conflict
 
 MIN_PASSWORD_LENGTH = 12
 USER_EXISTS = "A user with this email exists already."
+NO_ADMIN_LEFT = (
+    "This change would leave no active admin, and only an admin can manage users; "
+    "make another user an admin first."
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ def get_user(session: Session, user_id: uuid.UUID) -> User:
 
 def update_user(
     session: Session,
+    revocations: TokenRevocations,
     user_id: uuid.UUID,
     *,
     role: str | None = None,
@@ -78,38 +91,98 @@ def update_user(
     name: str | None = None,
     password: str | None = None,
 ) -> User:
-    user = get_user(session, user_id)
+    """Change a user. A new role, a new password or a deactivation voids the tokens the user
+    holds (see shared.auth.TokenRevocations); a change that would leave no active admin is
+    refused (409)."""
     if role is not None:
         _check_role(role)
-        user.role = role
-    if is_active is not None:
-        user.is_active = is_active
+    if password is not None:
+        _check_password(password)
+    user, locked = _lock_user(
+        session, user_id, with_admins=role is not None or is_active is not None
+    )
+    new_role = user.role if role is None else role
+    new_active = user.is_active if is_active is None else is_active
+    if _is_admin(user.role, user.is_active) and not _is_admin(new_role, new_active):
+        others = [u for u in locked if u.id != user.id and _is_admin(u.role, u.is_active)]
+        if not others:
+            raise Conflict(NO_ADMIN_LEFT, code="last_admin")
+    revoke = new_role != user.role or (user.is_active and not new_active) or password is not None
+    user.role = new_role
+    user.is_active = new_active
     if name is not None:
         user.name = name
     if password is not None:
-        _check_password(password)
         user.password_hash = hash_password(password)
+    if revoke:  # before the commit: if Redis is down, the change is not made either (503)
+        revocations.revoke(str(user.id))
     session.commit()
     return user
 
 
-def issue_user_token(
-    session: Session, *, email: str, password: str, secret: str, ttl: timedelta
-) -> IssuedToken | None:
-    """A token for valid credentials of an active user; None otherwise."""
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+def _is_admin(role: str, is_active: bool) -> bool:
+    return role == ADMIN and is_active
+
+
+def _lock_user(
+    session: Session, user_id: uuid.UUID, *, with_admins: bool
+) -> tuple[User, list[User]]:
+    """The user, locked for a change and read afresh, and with ``with_admins`` every active
+    admin too, all in one statement in id order (see history.lock): two admins demoting each
+    other at once take turns, and the second sees that the first is no admin any more.
+    An admin made meanwhile may be missed, which can only refuse a change, never let one
+    through that leaves no admin."""
+    ids = {user_id}
+    if with_admins:
+        ids.update(session.scalars(select(User.id).where(User.role == ADMIN, User.is_active)))
+    locked = lock(session, User, ids)
+    user = next((u for u in locked if u.id == user_id), None)
     if user is None:
-        # Spend the same time as a real check, so that timing does not reveal who exists.
-        verify_password(_dummy_hash(), password)
+        raise NotFound("No such user.")
+    return user, locked
+
+
+def issue_user_token(
+    session: Session,
+    revocations: TokenRevocations,
+    *,
+    email: str,
+    password: str,
+    secret: str,
+    ttl: timedelta,
+) -> IssuedToken | None:
+    """A token for valid credentials of an active user; None otherwise.
+
+    A password is checked in every case, against a stand-in hash when there is no such user
+    or the account is disabled, so that neither the answer nor the time it takes tells an
+    unknown email, a disabled account and a wrong password apart. The user's row is locked
+    (as a change locks it) until the token is issued, so a token carries the role and
+    generation of one moment: before a change (and is voided by it) or after it."""
+    user = session.scalar(
+        select(User)
+        .where(User.email == email.strip().lower())
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    usable = user if user is not None and user.is_active else None
+    valid = verify_password(usable.password_hash if usable else _dummy_hash(), password)
+    if usable is None or not valid:
+        session.rollback()
         return None
-    if not user.is_active or not verify_password(user.password_hash, password):
-        return None
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    user.last_login_at = utcnow()
+    if needs_rehash(usable.password_hash):
+        usable.password_hash = hash_password(password)
+    usable.last_login_at = utcnow()
+    generation = revocations.for_new_token(str(usable.id))
     session.commit()
-    token = issue_token(secret, subject=str(user.id), role=user.role, ttl=ttl, email=user.email)
-    return IssuedToken(access_token=token, expires_in=int(ttl.total_seconds()), role=user.role)
+    token = issue_token(
+        secret,
+        subject=str(usable.id),
+        role=usable.role,
+        ttl=ttl,
+        email=usable.email,
+        generation=generation,
+    )
+    return IssuedToken(access_token=token, expires_in=int(ttl.total_seconds()), role=usable.role)
 
 
 @functools.cache

@@ -154,7 +154,7 @@ def merge(
     session.refresh(survivor, ["roles"])
     session.refresh(other, ["roles"])
 
-    organisations.change(session, survivor, filled, actor=actor)
+    organisations.change(session, survivor, filled, actor=actor, merged=other)
     record_change(
         session,
         entity_type=organisations.ENTITY,

@@ -178,17 +178,31 @@ def cleaned(data: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def apply(session: Session, org: Organisation, data: Mapping[str, Any]) -> None:
-    """Set the given fields (district by name, needs by key) and refresh the folded text."""
+def apply(
+    session: Session,
+    org: Organisation,
+    data: Mapping[str, Any],
+    *,
+    merged: Organisation | None = None,
+) -> None:
+    """Set the given fields (district by name, needs by key) and refresh the folded text.
+    A retired district or need stays with an organisation that has it (or takes it from
+    the ``merged`` one), but is not given anew."""
     values = cleaned(data)
+    holders = [org] if merged is None else [org, merged]
     for field in FIELDS:
         if field in values:
             setattr(org, field, values[field])
     if "district" in values:
-        org.district = district_by_name(session, values["district"])
+        org.district = district_by_name(
+            session, values["district"], held={o.district_id for o in holders if o.district_id}
+        )
     if "needs" in values:
+        needs = needs_by_key(
+            session, values["needs"] or [], held={need.key for o in holders for need in o.needs}
+        )
         # In label order, as the relationship loads them, so that snapshots compare equal.
-        org.needs = sorted(needs_by_key(session, values["needs"] or []), key=lambda n: n.label)
+        org.needs = sorted(needs, key=lambda n: n.label)
     refresh_search(org)
 
 
@@ -226,10 +240,18 @@ def add(session: Session, data: Mapping[str, Any], *, actor: str) -> Organisatio
     return org
 
 
-def change(session: Session, org: Organisation, data: Mapping[str, Any], *, actor: str) -> bool:
-    """Update in the caller's transaction; True if anything changed."""
+def change(
+    session: Session,
+    org: Organisation,
+    data: Mapping[str, Any],
+    *,
+    actor: str,
+    merged: Organisation | None = None,
+) -> bool:
+    """Update in the caller's transaction; True if anything changed. ``merged``: the
+    organisation merged into this one (see apply)."""
     before = snapshot(org)
-    apply(session, org, data)
+    apply(session, org, data, merged=merged)
     return record_edit(session, org, before, actor=actor)
 
 

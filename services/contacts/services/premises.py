@@ -81,7 +81,8 @@ def _apply(session: Session, premises: Premises, data: Mapping[str, Any]) -> Non
         if field in values:
             setattr(premises, field, values[field])
     if "district" in values:
-        premises.district = district_by_name(session, values["district"])
+        held = {premises.district_id} if premises.district_id else set()
+        premises.district = district_by_name(session, values["district"], held=held)
     if "owner_id" in values:
         owner = _organisation(session, values["owner_id"], "owner_id")
         if owner.kind not in OWNER_KINDS:

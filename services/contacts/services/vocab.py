@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -33,13 +33,23 @@ def get_district(session: Session, district_id: int) -> District:
 
 
 def district_by_name(
-    session: Session, name: str | None, field: str = "district"
+    session: Session, name: str | None, field: str = "district", *, held: Collection[int] = ()
 ) -> District | None:
+    """The district to give a record. A retired one only to a record that has it already
+    (its id among ``held``): it is kept, but not given anew."""
     if name is None or not name.strip():
         return None
     district = session.scalar(select(District).where(District.name == name.strip()))
     if district is None:
         raise Invalid({field: [f"Unknown district {name!r}; see GET /api/v1/districts."]})
+    if not district.active and district.id not in held:
+        raise Invalid(
+            {
+                field: [
+                    f"The district {district.name!r} is retired: kept where it is, not given anew."
+                ]
+            }
+        )
     return district
 
 
@@ -135,7 +145,11 @@ def get_need(session: Session, key: str) -> Need:
     return get_or_not_found(session, Need, key, "No such need.")
 
 
-def needs_by_key(session: Session, keys: Iterable[str], field: str = "needs") -> list[Need]:
+def needs_by_key(
+    session: Session, keys: Iterable[str], field: str = "needs", *, held: Collection[str] = ()
+) -> list[Need]:
+    """The needs to give a record; retired ones only if the record has them already (their
+    keys among ``held``), as with districts."""
     wanted = list(dict.fromkeys(keys))
     if not wanted:
         return []
@@ -143,6 +157,15 @@ def needs_by_key(session: Session, keys: Iterable[str], field: str = "needs") ->
     unknown = [key for key in wanted if key not in found]
     if unknown:
         raise Invalid({field: [f"Unknown needs: {', '.join(unknown)}; see GET /api/v1/needs."]})
+    retired = [key for key in wanted if not found[key].active and key not in held]
+    if retired:
+        raise Invalid(
+            {
+                field: [
+                    f"Retired needs are kept where they are, not given anew: {', '.join(retired)}."
+                ]
+            }
+        )
     return [found[key] for key in wanted]
 
 

@@ -1,0 +1,101 @@
+"""The register's API agrees with itself and with its OpenAPI document: what a list can be
+filtered and sorted by, which vocabulary can be given, what a number is, when a record
+counts as changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from .conftest import Maker, suffix
+
+ORGS = "/api/v1/organisations"
+PREMISES = "/api/v1/premises"
+
+
+def _errors(response: Any) -> dict[str, list[str]]:
+    assert response.status_code == 422, response.get_json()
+    assert response.mimetype == "application/problem+json"
+    return dict(response.get_json()["errors"])
+
+
+def _district(client: FlaskClient, admin: dict[str, str], name: str) -> dict[str, Any]:
+    created = client.post("/api/v1/districts", json={"name": name}, headers=admin)
+    assert created.status_code == 201, created.get_json()
+    return dict(created.get_json())
+
+
+def _need(client: FlaskClient, admin: dict[str, str], label: str) -> dict[str, Any]:
+    created = client.post("/api/v1/needs", json={"label": label}, headers=admin)
+    assert created.status_code == 201, created.get_json()
+    return dict(created.get_json())
+
+
+def _premises(
+    client: FlaskClient, headers: dict[str, str], owner: dict[str, Any], **fields: Any
+) -> Any:
+    body = {"street": "Gerüstbauerring", "floor_area": 80, "use": "retail", "owner_id": owner["id"]}
+    return client.post(PREMISES, json={**body, **fields}, headers=headers)
+
+
+# Retired vocabulary.
+
+
+def test_a_retired_district_or_need_is_kept_but_not_given_anew(
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    admin: dict[str, str],
+    make_org: Maker,
+) -> None:
+    district = _district(contacts_client, admin, f"Altes Viertel {suffix()}")
+    need = _need(contacts_client, admin, f"Telefonbuch {suffix()}")
+    active = _need(contacts_client, admin, f"Glasfaser {suffix()}")
+    holder = make_org(district=district["name"], needs=[need["key"]])
+    other = make_org()
+    merged = make_org(district=district["name"], needs=[need["key"]])
+    landlord = make_org(kind="landlord")
+    for path, body in (
+        (f"/api/v1/districts/{district['id']}", {"active": False}),
+        (f"/api/v1/needs/{need['key']}", {"active": False}),
+    ):
+        assert contacts_client.patch(path, json=body, headers=admin).status_code == 200
+
+    # Not given to a new organisation, nor to one that does not have it.
+    new = {"kind": "business", "name": f"Neu {suffix()}"}
+    refused = contacts_client.post(
+        ORGS, json={**new, "district": district["name"]}, headers=coordinator
+    )
+    assert "retired" in " ".join(_errors(refused)["district"])
+    refused = contacts_client.post(ORGS, json={**new, "needs": [need["key"]]}, headers=coordinator)
+    assert "Retired" in " ".join(_errors(refused)["needs"])
+    for body, field in (
+        ({"district": district["name"]}, "district"),
+        ({"needs": [need["key"]]}, "needs"),
+    ):
+        refused = contacts_client.patch(f"{ORGS}/{other['id']}", json=body, headers=coordinator)
+        assert field in _errors(refused)
+    refused = _premises(contacts_client, coordinator, landlord, district=district["name"])
+    assert "district" in _errors(refused)
+
+    # Kept by the one that has it: sent again, or left out of a change of other fields.
+    path = f"{ORGS}/{holder['id']}"
+    kept = contacts_client.patch(
+        path,
+        json={"district": district["name"], "needs": [need["key"], active["key"]]},
+        headers=coordinator,
+    )
+    assert kept.status_code == 200, kept.get_json()
+    kept = contacts_client.patch(path, json={"status": "active"}, headers=coordinator)
+    assert kept.status_code == 200, kept.get_json()
+    body = kept.get_json()
+    assert body["district"] == district["name"]
+    assert set(body["needs"]) == {need["key"], active["key"]}
+
+    # A merge keeps what the merged organisation had.
+    joined = contacts_client.post(
+        f"{ORGS}/{other['id']}/merge", json={"other_id": merged["id"]}, headers=coordinator
+    )
+    assert joined.status_code == 200, joined.get_json()
+    assert joined.get_json()["district"] == district["name"]
+    assert joined.get_json()["needs"] == [need["key"]]

@@ -149,7 +149,8 @@ class Organisation(Base):
     archived: Mapped[bool] = mapped_column(default=False, index=True)
     version: Mapped[int] = mapped_column(BigInteger, default=1)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    # Set with each new version (services/history.py), not by every UPDATE of the row.
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     # Written by the application (see normalise.py): folded text for search and matching.
     search_text: Mapped[str] = mapped_column(Text, default="")
     search_vector: Mapped[str | None] = mapped_column(TSVECTOR)
@@ -192,7 +193,7 @@ class Person(Base):
     archived: Mapped[bool] = mapped_column(default=False, index=True)
     version: Mapped[int] = mapped_column(BigInteger, default=1)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)  # as above
     search_text: Mapped[str] = mapped_column(Text, default="")
     search_vector: Mapped[str | None] = mapped_column(TSVECTOR)
 
@@ -254,7 +255,7 @@ class Premises(Base):
     archived: Mapped[bool] = mapped_column(default=False)
     version: Mapped[int] = mapped_column(BigInteger, default=1)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)  # as above
 
     district: Mapped[District | None] = relationship(lazy="joined")
     owner: Mapped[Organisation] = relationship(foreign_keys=[owner_id], lazy="joined")

@@ -4,6 +4,7 @@ counts as changed."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -99,3 +100,60 @@ def test_a_retired_district_or_need_is_kept_but_not_given_anew(
     assert joined.status_code == 200, joined.get_json()
     assert joined.get_json()["district"] == district["name"]
     assert joined.get_json()["needs"] == [need["key"]]
+
+
+# updated_at moves with the version.
+
+
+def _time(record: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(record["updated_at"])
+
+
+def _history(client: FlaskClient, headers: dict[str, str], path: str) -> int:
+    return len(client.get(f"{path}/history", headers=headers).get_json())
+
+
+def test_a_patch_that_changes_nothing_leaves_updated_at(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    org = make_org(name=f"Stillstand {suffix()}", city="Rostock", tags=["a"])
+    landlord = make_org(kind="landlord")
+    person = contacts_client.post(
+        "/api/v1/people",
+        json={"last_name": "Stein", "roles": [{"organisation_id": org["id"], "role": "owner"}]},
+        headers=coordinator,
+    ).get_json()
+    premises = _premises(contacts_client, coordinator, landlord).get_json()
+    org = contacts_client.get(f"{ORGS}/{org['id']}", headers=coordinator).get_json()
+
+    for path, record, same in (
+        (f"{ORGS}/{org['id']}", org, {"name": org["name"], "city": "Rostock", "tags": ["a"]}),
+        (f"/api/v1/people/{person['id']}", person, {"last_name": "Stein"}),
+        (f"{PREMISES}/{premises['id']}", premises, {"floor_area": "80.00", "use": "retail"}),
+    ):
+        entries = _history(contacts_client, coordinator, path)
+        for body in ({}, same):
+            response = contacts_client.patch(path, json=body, headers=coordinator)
+            assert response.status_code == 200, response.get_json()
+            after = response.get_json()
+            assert (after["version"], after["updated_at"]) == (
+                record["version"],
+                record["updated_at"],
+            ), (path, body)
+        assert _history(contacts_client, coordinator, path) == entries
+
+    # A person renamed: the organisation's search text names them anew, which is no change
+    # of the organisation.
+    renamed = contacts_client.patch(
+        f"/api/v1/people/{person['id']}", json={"last_name": "Steinmetz"}, headers=coordinator
+    ).get_json()
+    assert renamed["version"] == person["version"] + 1
+    assert _time(renamed) > _time(person)
+    now = contacts_client.get(f"{ORGS}/{org['id']}", headers=coordinator).get_json()
+    assert (now["version"], now["updated_at"]) == (org["version"], org["updated_at"])
+
+    changed = contacts_client.patch(
+        f"{ORGS}/{org['id']}", json={"city": "Warnemünde"}, headers=coordinator
+    ).get_json()
+    assert changed["version"] == org["version"] + 1
+    assert _time(changed) > _time(org)

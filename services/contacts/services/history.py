@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.db import get_or_not_found
+from shared.db import get_or_not_found, utcnow
 from shared.errors import Conflict, NotFound
 
 from ..models import Change
@@ -76,6 +77,7 @@ class Versioned(Protocol):
     id: Any
     version: int
     archived: bool
+    updated_at: datetime
 
 
 def record_update(
@@ -87,11 +89,13 @@ def record_update(
     entity_type: str,
     actor: str,
 ) -> dict[str, Any] | None:
-    """Bump the version and log the changed fields; None (and nothing logged) if none."""
+    """Bump the version and log the changed fields; None (and nothing logged) if none.
+    ``updated_at`` moves with the version, and only with it: a write that changes nothing
+    (a PATCH of the same values, or search text written again) is no update."""
     old, new = diff(before, after)
     if not new:
         return None
-    record.version += 1
+    _bump(record)
     record_change(
         session,
         entity_type=entity_type,
@@ -104,6 +108,11 @@ def record_update(
     return new
 
 
+def _bump(record: Versioned) -> None:
+    record.version += 1
+    record.updated_at = utcnow()
+
+
 def archive(
     session: Session, record: Versioned, archived: bool, *, entity_type: str, actor: str
 ) -> bool:
@@ -111,7 +120,7 @@ def archive(
     if record.archived == archived:
         return False
     record.archived = archived
-    record.version += 1
+    _bump(record)
     record_change(
         session,
         entity_type=entity_type,

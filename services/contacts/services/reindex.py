@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.orm.attributes import flag_modified
 
 from ..models import Organisation, Person, Role
 from . import organisations, people
@@ -49,7 +48,6 @@ def _refold(
             return done
         for record in records:
             refresh(record)
-            flag_modified(record, "updated_at")  # written as it was: not the onupdate time
         session.commit()
         session.expunge_all()
         done += len(records)

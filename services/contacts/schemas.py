@@ -267,15 +267,16 @@ class PremisesInSchema(ma.Schema):
     floor_area = ma.fields.Decimal(
         required=True,
         places=2,
-        as_string=True,
         validate=validate.Range(min=0, max=MAX_AREA, min_inclusive=False),
+        # apispec documents the minimum but not that it is exclusive (OpenAPI 3.0: a flag).
+        metadata={"exclusiveMinimum": True},
     )
     use = ma.fields.String(required=True, validate=_one_of(PREMISES_USES))
     owner_id = ma.fields.UUID(required=True)
     tenant_id = ma.fields.UUID(allow_none=True)
     status = ma.fields.String(validate=_one_of(PREMISES_STATUSES))
     rent_per_m2 = ma.fields.Decimal(
-        allow_none=True, places=2, as_string=True, validate=validate.Range(min=0, max=100_000)
+        allow_none=True, places=2, validate=validate.Range(min=0, max=100_000)
     )
     available_from = ma.fields.Date(allow_none=True)
     notes = ma.fields.String(allow_none=True, validate=validate.Length(max=20000))
@@ -292,14 +293,16 @@ class PremisesOutSchema(ma.Schema):
     postcode = ma.fields.String(allow_none=True)
     city = ma.fields.String(allow_none=True)
     district = ma.fields.Function(lambda p: p.district.name if p.district else None)
-    floor_area = ma.fields.Decimal(as_string=True)
+    # JSON numbers, as documented: stored to the hundredth with at most ten digits, which
+    # a double holds exactly enough to be written back as the same decimal.
+    floor_area = ma.fields.Float()
     use = ma.fields.String()
     owner_id = ma.fields.UUID()
     owner_name = ma.fields.Function(lambda p: p.owner.name)
     tenant_id = ma.fields.UUID(allow_none=True)
     tenant_name = ma.fields.Function(lambda p: p.tenant.name if p.tenant else None)
     status = ma.fields.String()
-    rent_per_m2 = ma.fields.Decimal(as_string=True, allow_none=True)
+    rent_per_m2 = ma.fields.Float(allow_none=True)
     available_from = ma.fields.Date(allow_none=True)
     notes = ma.fields.String()
     archived = ma.fields.Boolean()

@@ -157,3 +157,33 @@ def test_a_patch_that_changes_nothing_leaves_updated_at(
     ).get_json()
     assert changed["version"] == org["version"] + 1
     assert _time(changed) > _time(org)
+
+
+# Numbers.
+
+
+def test_premises_areas_and_rents_are_json_numbers_within_documented_bounds(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    landlord = make_org(kind="landlord")
+    created = _premises(contacts_client, coordinator, landlord, floor_area="80.5", rent_per_m2=7.25)
+    assert created.status_code == 201, created.get_json()
+    listed = contacts_client.get(
+        f"{PREMISES}?owner_id={landlord['id']}", headers=coordinator
+    ).get_json()["items"]
+    for body in (created.get_json(), listed[0]):
+        assert (body["floor_area"], body["rent_per_m2"]) == (80.5, 7.25)
+        assert isinstance(body["floor_area"], float) and isinstance(body["rent_per_m2"], float)
+    largest = _premises(contacts_client, coordinator, landlord, floor_area="9999999.99")
+    assert largest.get_json()["floor_area"] == 9999999.99
+
+    document = contacts_client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    assert document["PremisesOut"]["properties"]["floor_area"]["type"] == "number"
+    for schema in ("PremisesIn", "PremisesPatch"):
+        area = document[schema]["properties"]["floor_area"]
+        assert (area["minimum"], area.get("exclusiveMinimum")) == (0, True)
+        rent = document[schema]["properties"]["rent_per_m2"]
+        assert (rent["minimum"], rent.get("exclusiveMinimum", False)) == (0, False)
+    assert "floor_area" in _errors(_premises(contacts_client, coordinator, landlord, floor_area=0))
+    free = _premises(contacts_client, coordinator, landlord, rent_per_m2=0)
+    assert free.status_code == 201 and free.get_json()["rent_per_m2"] == 0

@@ -104,6 +104,16 @@ def _name(max_length: int = 300, **kwargs: Any) -> ma.fields.String:
     )
 
 
+class WholeNumber(ma.fields.Integer):
+    """An integer that is not cut: 1.5 is refused, where ``Integer`` stores 1. Written as a
+    JSON number (12 or 12.0) or as a string of digits ("12"), as a CSV cell gives it."""
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, float) and not value.is_integer():
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
 class OrganisationInSchema(ma.Schema):
     kind = ma.fields.String(required=True, validate=_one_of(ORGANISATION_KINDS))
     name = _name(required=True)
@@ -127,7 +137,7 @@ class OrganisationInSchema(ma.Schema):
     )
     email = ma.fields.Email(allow_none=True, validate=validate.Length(max=254))
     phone = ma.fields.String(allow_none=True, validate=PHONE)
-    employees = ma.fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10_000_000))
+    employees = WholeNumber(allow_none=True, validate=validate.Range(min=0, max=10_000_000))
     status = ma.fields.String(validate=_one_of(ORGANISATION_STATUSES))
     needs = ma.fields.List(ma.fields.String(), metadata={"description": "Need keys"})
     tags = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=80)))
@@ -144,7 +154,7 @@ class Partial(ma.Schema):
 
 
 class OrganisationPatchSchema(Partial, OrganisationInSchema):
-    version = ma.fields.Integer(
+    version = WholeNumber(
         validate=validate.Range(min=1, max=MAX_VERSION),
         metadata={"description": "The version you changed; 409 if it changed meanwhile"},
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from .conftest import Maker, suffix
@@ -187,3 +188,31 @@ def test_premises_areas_and_rents_are_json_numbers_within_documented_bounds(
     assert "floor_area" in _errors(_premises(contacts_client, coordinator, landlord, floor_area=0))
     free = _premises(contacts_client, coordinator, landlord, rent_per_m2=0)
     assert free.status_code == 201 and free.get_json()["rent_per_m2"] == 0
+
+
+@pytest.mark.parametrize("employees", [1.5, 12.000001, -0.5])
+def test_a_number_of_employees_is_a_whole_number(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, employees: Any
+) -> None:
+    new = {"kind": "business", "name": f"Zählt {suffix()}", "employees": employees}
+    assert "employees" in _errors(contacts_client.post(ORGS, json=new, headers=coordinator))
+    org = make_org(employees=3)
+    path = f"{ORGS}/{org['id']}"
+    assert "employees" in _errors(
+        contacts_client.patch(path, json={"employees": employees}, headers=coordinator)
+    )
+    assert "version" in _errors(
+        contacts_client.patch(path, json={"status": "active", "version": 1.5}, headers=coordinator)
+    )
+    assert contacts_client.get(path, headers=coordinator).get_json()["employees"] == 3
+
+
+def test_whole_numbers_are_read_however_written(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """As a CSV cell gives them ("12"), and as JSON may write them (12.0)."""
+    assert make_org(employees="12")["employees"] == 12
+    assert make_org(employees=12.0)["employees"] == 12
+    document = contacts_client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    assert document["OrganisationIn"]["properties"]["employees"]["type"] == "integer"
+    assert document["OrganisationPatch"]["properties"]["version"]["type"] == "integer"

@@ -81,6 +81,13 @@ class UserOutSchema(ma.Schema):
 END = r"(?![\s\S])"
 POSTCODE = validate.Regexp(r"^[0-9]{5}" + END, error="A German postcode has five digits.")
 PHONE = validate.Regexp(r"^[+0-9 ()/\-.]{3,60}" + END, error="Not a phone number.")
+# A WZ 2008 code of any of its levels: section (Abschnitt) A-U, division (Abteilung) 47,
+# group (Gruppe) 47.1, class (Klasse) 47.11, subclass (Unterklasse) 47.11.1.
+WZ_CODE = validate.Regexp(
+    r"^(?:[A-U]|[0-9]{2}(?:\.[0-9](?:[0-9](?:\.[0-9])?)?)?)" + END,
+    error="A WZ 2008 code: a section A to U, or 47, 47.1, 47.11 or 47.11.1.",
+)
+
 # The largest floor area the schemas accept, in m²; the column holds 8 digits before the point.
 MAX_AREA = 10_000_000
 MAX_VERSION = 2**63 - 1  # a bigint
@@ -119,12 +126,7 @@ class OrganisationInSchema(ma.Schema):
     name = _name(required=True)
     legal_form = _text(60)
     sector = _text(200)
-    wz_code = ma.fields.String(
-        allow_none=True,
-        validate=validate.Regexp(
-            r"^[0-9]{2}(\.[0-9]{1,2}(\.[0-9]{1,2})?)?" + END, error="A WZ 2008 code, e.g. 47.11."
-        ),
-    )
+    wz_code = ma.fields.String(allow_none=True, validate=WZ_CODE)
     street = _text(200)
     house_number = _text(20)
     postcode = ma.fields.String(allow_none=True, validate=POSTCODE)

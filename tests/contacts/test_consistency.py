@@ -216,3 +216,37 @@ def test_whole_numbers_are_read_however_written(
     document = contacts_client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
     assert document["OrganisationIn"]["properties"]["employees"]["type"] == "integer"
     assert document["OrganisationPatch"]["properties"]["version"]["type"] == "integer"
+
+
+# WZ 2008: section A-U, division NN, group NN.N, class NN.NN, subclass NN.NN.N.
+
+
+@pytest.mark.parametrize("code", ["G", "U", "47", "47.1", "47.11", "47.11.1", "10.71.0"])
+def test_wz_codes_of_every_level_are_accepted(make_org: Maker, code: str) -> None:
+    assert make_org(wz_code=code)["wz_code"] == code
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "10.71.12",
+        "47.1.1",
+        "47.1.12",
+        "47.111",
+        "47.11.",
+        "47.",
+        "4",
+        "g",
+        "V",
+        "AB",
+        "G47",
+        "47,11",
+    ],
+)
+def test_other_wz_codes_are_refused(
+    contacts_client: FlaskClient, coordinator: dict[str, str], code: str
+) -> None:
+    response = contacts_client.post(
+        ORGS, json={"kind": "business", "name": "WZ", "wz_code": code}, headers=coordinator
+    )
+    assert "wz_code" in _errors(response)

@@ -243,7 +243,7 @@ class PersonById(MethodView):
 
 
 def _premises_filter(args: dict[str, Any], status: tuple[str, ...] = ()) -> premises.PremisesFilter:
-    return premises.PremisesFilter(
+    criteria = premises.PremisesFilter(
         status=status or tuple(args.get("status", ())),
         district=args.get("district", ()),
         use=args.get("use", ()),
@@ -253,6 +253,7 @@ def _premises_filter(args: dict[str, Any], status: tuple[str, ...] = ()) -> prem
         archived=args["archived"],
         sort=args["sort"] or "floor_area",
     )
+    return premises.named_filter(db_session(), criteria)
 
 
 @register_blp.route("/premises")
@@ -560,7 +561,7 @@ class ImportErrors(MethodView):
 
 
 def organisation_filter(args: dict[str, Any]) -> organisations.OrganisationFilter:
-    return organisations.OrganisationFilter(
+    criteria = organisations.OrganisationFilter(
         kind=args.get("kind", ()),
         district=args.get("district", ()),
         status=args.get("status", ()),
@@ -569,6 +570,7 @@ def organisation_filter(args: dict[str, Any]) -> organisations.OrganisationFilte
         archived=args["archived"],
         sort=args["sort"] or "name",
     )
+    return organisations.named_filter(db_session(), criteria)
 
 
 BLUEPRINTS = (

@@ -250,3 +250,50 @@ def test_other_wz_codes_are_refused(
         ORGS, json={"kind": "business", "name": "WZ", "wz_code": code}, headers=coordinator
     )
     assert "wz_code" in _errors(response)
+
+
+# Filters.
+
+
+def test_district_and_need_filters_take_names_as_typed_and_refuse_unknown_ones(
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    admin: dict[str, str],
+    make_org: Maker,
+) -> None:
+    token = suffix()
+    district = _district(contacts_client, admin, f"Groß Käthen {token}")
+    need = _need(contacts_client, admin, f"Übergabe {token}")
+    tag = f"t{token}"
+    found = make_org(district=district["name"], needs=[need["key"]], tags=[tag])
+    make_org(tags=[tag])
+
+    def ids(path: str, **query: Any) -> list[str]:
+        response = contacts_client.get(path, query_string=query, headers=coordinator)
+        assert response.status_code == 200, response.get_json()
+        return [item["id"] for item in response.get_json()["items"]]
+
+    for typed in (district["name"], f"gross käthen {token}", f"GROSS  KATHEN {token}"):
+        assert ids(ORGS, tags=tag, district=typed) == [found["id"]], typed
+    for typed in (need["key"], need["label"], f"ubergabe {token}"):
+        assert ids(ORGS, tags=tag, needs=typed) == [found["id"]], typed
+    # Repeated, the filter is any of them.
+    assert ids(ORGS, tags=tag, district=[f"gross kathen {token}", "Schmarl"]) == [found["id"]]
+
+    for query, field in (
+        ({"district": f"Atlantis {token}"}, "district"),
+        ({"district": ["Schmarl", f"Atlantis {token}"]}, "district"),
+        ({"needs": f"zauberei-{token}"}, "needs"),
+    ):
+        for path in (ORGS, f"{ORGS}/export.csv", PREMISES, f"{PREMISES}/vacant"):
+            if field == "needs" and path.startswith(PREMISES):
+                continue
+            response = contacts_client.get(path, query_string=query, headers=coordinator)
+            assert field in _errors(response), (path, query)
+
+    landlord = make_org(kind="landlord")
+    premises = _premises(contacts_client, coordinator, landlord, district=district["name"])
+    assert premises.status_code == 201, premises.get_json()
+    for path in (PREMISES, f"{PREMISES}/vacant"):
+        typed = f"gross kathen {token}"
+        assert ids(path, owner_id=landlord["id"], district=typed) == [premises.get_json()["id"]]

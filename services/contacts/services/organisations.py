@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Select, exists, func, select
@@ -34,7 +34,7 @@ from ..normalise import (
     weighted_tsvectors,
 )
 from .history import archive, get_or_404, lock, lock_or_404, record_change, record_update
-from .vocab import district_by_name, needs_by_key
+from .vocab import district_by_name, districts_named, needs_by_key, needs_named
 
 ENTITY = "organisation"
 
@@ -356,6 +356,16 @@ class OrganisationFilter:
     tags: Sequence[str] = ()
     archived: bool | None = False
     sort: str = "name"
+
+
+def named_filter(session: Session, criteria: OrganisationFilter) -> OrganisationFilter:
+    """The filter with its districts and needs as a user typed them resolved to their names
+    and keys (a 422 naming the filter for one that is none; see vocab)."""
+    return replace(
+        criteria,
+        district=districts_named(session, criteria.district) if criteria.district else (),
+        needs=needs_named(session, criteria.needs) if criteria.needs else (),
+    )
 
 
 def filtered(criteria: OrganisationFilter) -> Select[Any]:

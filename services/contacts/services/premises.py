@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -17,7 +17,7 @@ from shared.errors import Invalid
 from ..models import OWNER_KINDS, PREMISES_STATUSES, PREMISES_USES, District, Organisation, Premises
 from .history import archive, get_or_404, lock_or_404, record_change, record_update
 from .organisations import lock_organisations, order, paginate
-from .vocab import district_by_name
+from .vocab import district_by_name, districts_named
 
 ENTITY = "premises"
 FIELDS = (
@@ -181,6 +181,13 @@ class PremisesFilter:
     owner_id: uuid.UUID | None = None
     archived: bool | None = False
     sort: str = "floor_area"
+
+
+def named_filter(session: Session, criteria: PremisesFilter) -> PremisesFilter:
+    """The filter with its districts as a user typed them (see organisations.named_filter)."""
+    if not criteria.district:
+        return criteria
+    return replace(criteria, district=districts_named(session, criteria.district))
 
 
 def list_premises(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +13,7 @@ from shared.errors import Conflict, Invalid
 from shared.events import record_event
 
 from ..models import NEED_KEY_LENGTH, District, Need, Organisation, OutboxEvent, Role
-from ..normalise import slug
+from ..normalise import slug, strip_accents
 from .history import diff, lock_or_404, record_change, unique_or_conflict
 
 DISTRICT_EXISTS = "A district with this name exists already."
@@ -51,6 +51,50 @@ def district_by_name(
             }
         )
     return district
+
+
+def districts_named(session: Session, typed: Iterable[str], field: str = "district") -> list[str]:
+    """The names of the districts a list filter names (see :func:`_named`)."""
+    spellings = {name: [name] for name in session.scalars(select(District.name))}
+    return _named(typed, spellings, field, "districts", "/api/v1/districts")
+
+
+def needs_named(session: Session, typed: Iterable[str], field: str = "needs") -> list[str]:
+    """The keys of the needs a list filter names, by key or label (see :func:`_named`)."""
+    spellings = {need.key: [need.key, need.label] for need in session.scalars(select(Need))}
+    return _named(typed, spellings, field, "needs", "/api/v1/needs")
+
+
+def _fold(text: str) -> str:
+    return " ".join(strip_accents(text).split())
+
+
+def _named(
+    typed: Iterable[str], spellings: Mapping[str, list[str]], field: str, what: str, path: str
+) -> list[str]:
+    """The entries (of ``spellings``: each entry's names) that the typed values name, as a
+    user types them: a name exactly, else folded as the search folds it (case, accents,
+    ß, spaces), so that ``gross klein`` is Groß Klein; every entry that folds alike, if
+    none is named exactly. Retired ones too: they are kept by the records that have them.
+    A value that names none is a 422 naming the filter."""
+    exact: dict[str, set[str]] = {}
+    folded: dict[str, set[str]] = {}
+    for entry, names in spellings.items():
+        for name in names:
+            exact.setdefault(name, set()).add(entry)
+            folded.setdefault(_fold(name), set()).add(entry)
+    found: dict[str, None] = {}
+    unknown = []
+    for value in typed:
+        entries = exact.get(value.strip()) or folded.get(_fold(value))
+        if entries:
+            found.update(dict.fromkeys(sorted(entries)))
+        else:
+            unknown.append(value)
+    if unknown:
+        listed = ", ".join(map(repr, unknown))
+        raise Invalid({field: [f"Unknown {what}: {listed}; see GET {path}."]})
+    return list(found)
 
 
 def create_district(session: Session, *, name: str, actor: str) -> District:

@@ -297,3 +297,24 @@ def test_district_and_need_filters_take_names_as_typed_and_refuse_unknown_ones(
     for path in (PREMISES, f"{PREMISES}/vacant"):
         typed = f"gross kathen {token}"
         assert ids(path, owner_id=landlord["id"], district=typed) == [premises.get_json()["id"]]
+
+
+# Sorting.
+
+
+def test_names_sort_in_german_order(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    tag = f"t{suffix()}"
+    names = ["Ärztehaus", "Bäckerei Müller", "Blumen Schröder", "café central", "Öko-Laden", "WIRO"]
+    for name in reversed(names):
+        make_org(name=name, tags=[tag])
+
+    def listed(sort: str) -> list[str]:
+        body = contacts_client.get(
+            ORGS, query_string={"tags": tag, "sort": sort}, headers=coordinator
+        ).get_json()
+        return [item["name"] for item in body["items"]]
+
+    assert listed("name") == names
+    assert listed("-name") == names[::-1]

@@ -575,13 +575,13 @@ def test_vocabulary_named_exactly_wins_over_one_that_folds_alike(
     contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
 ) -> None:
     """Entries that differ only in case or umlaut spelling (kept from before such names were
-    refused): a file naming one exactly gets that one; otherwise the active one."""
+    refused): a file naming one exactly gets that one; otherwise the older one."""
     from services.contacts.models import District
 
     tag = f"imp{suffix()}"
     with get_database(contacts_app).session() as session:
         session.add(District(name=f"Alt-Schmarl {tag}"))
-        session.add(District(name=f"ALT-SCHMARL {tag}", active=False))
+        session.add(District(name=f"ALT-SCHMARL {tag}"))
         session.commit()
     content = (
         "name;district;tags\n"
@@ -798,3 +798,45 @@ def test_a_district_renamed_between_preview_and_commit_is_checked_again(
     assert [e["line"] for e in done["errors"]] == [2] and "district" in done["errors"][0]["errors"]
     [org] = _tagged(contacts_client, coordinator, tag)
     assert (org["name"], org["district"]) == (f"Zwei {tag}", "Schmarl")
+
+
+def test_a_retired_district_is_kept_where_it_is_but_not_given_by_a_file(
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    admin: dict[str, str],
+    make_org: Any,
+) -> None:
+    tag = f"imp{suffix()}"
+    district = contacts_client.post(
+        "/api/v1/districts", json={"name": f"Altquartier {tag}"}, headers=admin
+    ).get_json()
+    kept = make_org(name=f"Bleibt {tag}", district=district["name"], email=f"b@{tag}.example")
+    other = make_org(name=f"Anders {tag}", district="Schmarl", email=f"a@{tag}.example")
+    retired = contacts_client.patch(
+        f"/api/v1/districts/{district['id']}", json={"active": False}, headers=admin
+    )
+    assert retired.status_code == 200
+    content = (
+        "name;email;district;tags\n"
+        f"Bleibt {tag};b@{tag}.example;Altquartier {tag};{tag}\n"
+        f"Anders {tag};a@{tag}.example;Altquartier {tag};{tag}\n"
+        f"Neu {tag};n@{tag}.example;Altquartier {tag};{tag}\n"
+        f"Auch neu {tag};;Schmarl;{tag}\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert [(e["line"], list(e["errors"])) for e in body["errors"]] == [
+        (3, ["district"]),
+        (4, ["district"]),
+    ]
+    assert "retired" in body["errors"][0]["errors"]["district"][0]
+    assert (body["valid_rows"], body["created_count"]) == (2, 1)
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert (done["status"], done["created_count"]) == ("committed", 1)
+    districts = {o["name"]: o["district"] for o in _tagged(contacts_client, coordinator, tag)}
+    assert districts == {
+        f"Bleibt {tag}": district["name"],  # kept where it is
+        f"Auch neu {tag}": "Schmarl",
+    }
+    for org, name in ((kept, district["name"]), (other, "Schmarl")):
+        now = contacts_client.get(f"/api/v1/organisations/{org['id']}", headers=coordinator)
+        assert now.get_json()["district"] == name

@@ -259,7 +259,21 @@ def _stage(
     progress: Progress | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Check every row once; the valid ones go to import_rows with COPY. Returns how many
-    were valid, and the errors of the others."""
+    were valid, and the errors of the others (in line order)."""
+    valid, errors = _copy_rows(session, import_id, table, mapping, progress)
+    refused = _refuse_retired(session, import_id, table)
+    if refused:
+        errors = sorted([*errors, *refused], key=lambda error: int(error["line"]))
+    return valid - len(refused), errors
+
+
+def _copy_rows(
+    session: Session,
+    import_id: uuid.UUID,
+    table: Table,
+    mapping: Mapping[str, str],
+    progress: Progress | None,
+) -> tuple[int, list[dict[str, Any]]]:
     loader = _Loader(mapping)
     vocabulary = _Vocabulary(session)
     person_phone = _person_phone_field()
@@ -345,6 +359,28 @@ def _normalised(values: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any
         return values
 
 
+def _refuse_retired(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[str, Any]]:
+    """The staged rows that name a retired district or need for an organisation that has
+    it not, taken out of import_rows; their errors."""
+    found: dict[int, dict[str, list[str]]] = {}
+    for line, field, name in session.execute(text(_RETIRED), {"import_id": import_id}):
+        found.setdefault(line, {}).setdefault(field, []).append(
+            f"{name!r} is retired: kept where it is, not given anew."
+        )
+    if not found:
+        return []
+    session.execute(
+        delete(ImportRow)
+        .where(ImportRow.import_id == import_id, ImportRow.line.in_(found))
+        .execution_options(synchronize_session=False)
+    )
+    cells = dict(table.rows)
+    return [
+        {"line": line, "errors": errors, "values": raw_row(table.headers, cells[line])}
+        for line, errors in found.items()
+    ]
+
+
 # For each staged row: the live organisation it matches (by id, by email, by folded name
 # and address), and whether it repeats an earlier row of the file (same key or email).
 _MATCH = """
@@ -358,6 +394,29 @@ COALESCE(
        AND o.archived IS false LIMIT 1)
 )
 """
+# Staged rows that would give a retired district or need to an organisation that does not
+# have it (a new one, or a matched one without it): a retired entry is kept where it is,
+# not given anew (see vocab.district_by_name).
+_RETIRED = f"""
+WITH staged AS MATERIALIZED (
+    SELECT s.line, s.district, s.needs, {_MATCH} AS match_id
+    FROM import_rows s WHERE s.import_id = :import_id
+)
+SELECT s.line, 'district' AS field, s.district AS name
+FROM staged s JOIN districts d ON d.name = s.district AND NOT d.active
+WHERE NOT EXISTS (
+    SELECT 1 FROM organisations o WHERE o.id = s.match_id AND o.district_id = d.id
+)
+UNION ALL
+SELECT s.line, 'needs', n.label
+FROM staged s, unnest(s.needs) AS k(key) JOIN needs n ON n.key = k.key AND NOT n.active
+WHERE NOT EXISTS (
+    SELECT 1 FROM organisation_needs x
+    WHERE x.organisation_id = s.match_id AND x.need_key = n.key
+)
+"""  # noqa: S608 (built from constants)
+
+
 _PLAN = f"""
 WITH staged AS MATERIALIZED (
     SELECT s.line, s.email, s.match_name, s.match_address, {_MATCH} AS match_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -121,6 +122,19 @@ class WholeNumber(ma.fields.Integer):
         return super()._validated(value)
 
 
+class Website(ma.fields.URL):
+    """A web address as people write it: ``www.beispiel.de`` is ``https://www.beispiel.de``
+    (a scheme is added to an address without one that starts like a host name)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and _BARE_HOST.match(value.strip()):
+            value = f"https://{value.strip()}"
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+_BARE_HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+(?:[/?#]|$)", re.IGNORECASE)
+
+
 class OrganisationInSchema(ma.Schema):
     kind = ma.fields.String(required=True, validate=_one_of(ORGANISATION_KINDS))
     name = _name(required=True)
@@ -134,9 +148,7 @@ class OrganisationInSchema(ma.Schema):
     district = _text(120, metadata={"description": "A district name from GET /districts"})
     latitude = ma.fields.Float(allow_none=True, validate=validate.Range(min=-90, max=90))
     longitude = ma.fields.Float(allow_none=True, validate=validate.Range(min=-180, max=180))
-    website = ma.fields.URL(
-        allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500)
-    )
+    website = Website(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500))
     email = ma.fields.Email(allow_none=True, validate=validate.Length(max=254))
     phone = ma.fields.String(allow_none=True, validate=PHONE)
     employees = WholeNumber(allow_none=True, validate=validate.Range(min=0, max=10_000_000))

@@ -318,3 +318,21 @@ def test_names_sort_in_german_order(
 
     assert listed("name") == names
     assert listed("-name") == names[::-1]
+
+
+def test_a_website_is_taken_as_people_write_it(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    for given, stored in (
+        ("www.beispiel.de", "https://www.beispiel.de"),
+        ("beispiel.de/kontakt", "https://beispiel.de/kontakt"),
+        ("http://beispiel.de", "http://beispiel.de"),
+    ):
+        assert make_org(website=given)["website"] == stored
+    for wrong in ("keine", "ftp://beispiel.de", "www"):
+        response = contacts_client.post(
+            "/api/v1/organisations",
+            json={"kind": "business", "name": f"Web {suffix()}", "website": wrong},
+            headers=coordinator,
+        )
+        assert response.status_code == 422 and "website" in response.get_json()["errors"]

@@ -207,19 +207,29 @@ def test_user_mapping_for_other_columns(
 
 
 def test_malformed_or_binary_files_leave_nothing_behind(
-    contacts_client: FlaskClient, coordinator: dict[str, str]
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
 ) -> None:
+    """A refused upload keeps no import: it would hold the file, personal data."""
+    from services.contacts.models import Import
+
+    def imports_kept() -> int:
+        with get_database(contacts_app).session() as session:
+            return session.scalar(select(func.count()).select_from(Import)) or 0
+
+    before = imports_kept()
     tag = f"imp{suffix()}"
     broken = f'name;tags\n"Offen {tag};{tag}\nZu {tag};{tag}\n'.encode()
     response = _upload(contacts_client, coordinator, broken)
     assert response.status_code == 422 and "file" in response.get_json()["errors"]
     assert _upload(contacts_client, coordinator, b"\x89PNG\x00\x00").status_code == 422
     assert _upload(contacts_client, coordinator, b"").status_code == 422
-    assert _tagged(contacts_client, coordinator, tag) == []
+    unknown_column = _upload(contacts_client, coordinator, f"Kunde\nKiosk {tag}\n".encode())
+    assert unknown_column.status_code == 422 and "mapping" in unknown_column.get_json()["errors"]
     missing = contacts_client.post(
         "/api/v1/imports", data={}, headers=coordinator, content_type="multipart/form-data"
     )
     assert missing.status_code == 422 and "file" in missing.get_json()["errors"]
+    assert imports_kept() == before
 
 
 def test_oversized_upload_is_413(make_settings: Callable[..., Settings], staff_token: Any) -> None:

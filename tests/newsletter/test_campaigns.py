@@ -242,7 +242,14 @@ def test_empty_list_and_bad_test_address_are_refused_and_nothing_is_sent(
     writer: dict[str, str],
     make_list: Callable[..., str],
 ) -> None:
-    campaign = _campaign(newsletter_client, writer, [make_list()])
+    subject = f"Leere Liste {uuid.uuid4().hex[:8]}"
+
+    def sent() -> list[str]:
+        return [
+            m.message()["Subject"] for m in smtp_sink.messages if subject in m.message()["Subject"]
+        ]
+
+    campaign = _campaign(newsletter_client, writer, [make_list()], subject=subject)
     response = newsletter_client.post(f"/api/v1/campaigns/{campaign['id']}/send", headers=writer)
     assert response.status_code == 422
     state = newsletter_client.get(f"/api/v1/campaigns/{campaign['id']}", headers=writer)
@@ -251,6 +258,13 @@ def test_empty_list_and_bad_test_address_are_refused_and_nothing_is_sent(
         f"/api/v1/campaigns/{campaign['id']}/test", json={"email": "a@b\r\nc"}, headers=writer
     )
     assert bad.status_code == 422
+    assert sent() == []
+    # (A test to a good address arrives, so the sink is where it would be seen.)
+    good = newsletter_client.post(
+        f"/api/v1/campaigns/{campaign['id']}/test", json={"email": unique_email()}, headers=writer
+    )
+    assert good.status_code == 204
+    assert sent() == [f"[Test] {subject}"]
 
 
 def test_sanitised_html_campaign_and_test_send(
@@ -333,16 +347,17 @@ def test_segment_narrows_by_district_kind_and_needs(
     from services.newsletter.models import Campaign, Organisation
 
     list_id = make_list()
-    in_schmarl, in_gross_klein, without = add_subscribers([list_id], 3)
+    in_schmarl, in_gross_klein, at_archived, _without_organisation = add_subscribers([list_id], 4)
     district = f"Schmarl-{uuid.uuid4().hex[:6]}"
     with get_database(newsletter_app).session() as session:
         placed = [
-            (in_schmarl, district, ["fachkraefte"]),
-            (in_gross_klein, "Groß Klein", ["digitalisierung"]),
+            (in_schmarl, district, "business", ["fachkraefte", "digitalisierung"], False),
+            (in_gross_klein, "Groß Klein", "landlord", ["digitalisierung"], False),
+            (at_archived, district, "business", ["fachkraefte", "digitalisierung"], True),
         ]
-        for address, where, needs in placed:
-            org = Organisation(id=uuid.uuid4(), name="Betrieb", kind="business",
-                               district=where, needs=needs, version=1)  # fmt: skip
+        for address, where, kind, needs, archived in placed:
+            org = Organisation(id=uuid.uuid4(), name="Betrieb", kind=kind, district=where,
+                               needs=needs, archived=archived, version=1)  # fmt: skip
             session.add(org)
             session.flush()
             session.execute(
@@ -352,15 +367,23 @@ def test_segment_narrows_by_district_kind_and_needs(
             )
         session.commit()
         campaign = Campaign(subject="x", body="y", list_ids=[uuid.UUID(list_id)], segment={})
-        assert use_cases.count_recipients(session, campaign) == 3
-        campaign.segment = {"districts": [district]}
-        assert use_cases.count_recipients(session, campaign) == 1
-        campaign.segment = {"needs": ["digitalisierung"], "kinds": ["business"]}
-        assert use_cases.count_recipients(session, campaign) >= 1
-        campaign.segment = {"districts": [district], "needs": ["digitalisierung"]}
-        assert use_cases.count_recipients(session, campaign) == 0
+
+        def recipients(**segment: list[str]) -> int:
+            campaign.segment = segment
+            return use_cases.count_recipients(session, campaign)
+
+        assert recipients() == 4  # also those without an organisation or at an archived one
+        assert recipients(districts=[district]) == 1
+        assert recipients(kinds=["business"]) == 1
+        assert recipients(kinds=["landlord"]) == 1
+        assert recipients(kinds=["business", "landlord"]) == 2
+        assert recipients(kinds=["partner"]) == 0
+        assert recipients(needs=["digitalisierung"]) == 2
+        assert recipients(needs=["digitalisierung"], kinds=["landlord"]) == 1
+        assert recipients(needs=["fachkraefte"], kinds=["landlord"]) == 0
+        assert recipients(districts=[district], needs=["digitalisierung"], kinds=["business"]) == 1
+        assert recipients(districts=["Groß Klein"], needs=["fachkraefte"]) == 0
         session.rollback()
-    assert without
 
 
 def test_unsubscribe_takes_effect_for_mails_not_yet_sent(

@@ -1,0 +1,139 @@
+"""Re-importing creates no duplicates: a row matches an organisation by our export's id, by
+email, or by folded name and address; a row repeating an earlier one in the same file
+creates nothing; a matched organisation is changed only where the row has a different,
+non-empty value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from .conftest import Maker, suffix
+from .test_import import _commit, _tagged, _upload
+
+ORGS = "/api/v1/organisations"
+
+
+def _imported(client: FlaskClient, headers: dict[str, str], content: str) -> dict[str, Any]:
+    """Preview and commit a file; the preview's counts, checked against the commit's."""
+    preview = _upload(client, headers, content.encode()).get_json()
+    assert preview["invalid_rows"] == 0, preview["errors"]
+    done = _commit(client, headers, preview["id"], mode="all_or_nothing").get_json()
+    assert done["status"] == "committed", done
+    counts = ("created_count", "updated_count", "skipped_count")
+    assert [done[key] for key in counts] == [preview[key] for key in counts]
+    return dict(done)
+
+
+def _read(client: FlaskClient, headers: dict[str, str], org: dict[str, Any]) -> dict[str, Any]:
+    return dict(client.get(f"{ORGS}/{org['id']}", headers=headers).get_json())
+
+
+def test_a_row_matches_by_the_id_of_our_export(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    tag = f"imp{suffix()}"
+    org = make_org(name=f"Kiosk {tag}", street="Warnowallee", postcode="18107", tags=[tag])
+    # Name, address and email all differ from the record's: only the id can match it.
+    content = (
+        "id;name;street;postcode;email;tags\n"
+        f"{org['id']};Späti am Markt {tag};Am Markt 1;18106;spaeti-{tag}@example.org;{tag}\n"
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert (done["created_count"], done["updated_count"]) == (0, 1)
+    [only] = _tagged(contacts_client, coordinator, tag)
+    assert only["id"] == org["id"]
+    assert (only["name"], only["street"], only["house_number"], only["email"]) == (
+        f"Späti am Markt {tag}",
+        "Am Markt",
+        "1",
+        f"spaeti-{tag}@example.org",
+    )
+
+
+def test_a_row_matches_by_email(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    tag = f"imp{suffix()}"
+    org = make_org(
+        name=f"Friseur Öztürk {tag}",
+        street="Stockholmer Straße",
+        postcode="18107",
+        email=f"salon-{tag}@example.org",
+        tags=[tag],
+    )
+    # Another name, no address; the email written as another program writes it.
+    content = (
+        f"name;email;city;tags\nSalon Ö. {tag};SALON-{tag.upper()}@Example.org;Rostock;{tag}\n"
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert (done["created_count"], done["updated_count"]) == (0, 1)
+    [only] = _tagged(contacts_client, coordinator, tag)
+    assert only["id"] == org["id"]
+    assert (only["city"], only["street"]) == ("Rostock", "Stockholmer Straße")
+
+
+def test_an_organisation_twice_in_one_file_is_created_once(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    content = (
+        "name;street;postcode;email;tags\n"
+        f"Bäckerei Müller {tag};Güstrower Straße 3;18109;;{tag}\n"
+        f"Baeckerei Mueller {tag} GmbH;Güstrower Str. 3;18109;;{tag}\n"  # the same, folded
+        f"Hafenbar {tag};Am Strom 1;18119;bar-{tag}@example.org;{tag}\n"
+        f"Hafen-Bar Warnemünde {tag};;;bar-{tag}@example.org;{tag}\n"  # the same email
+        f"Bäckerei Müller {tag};Warnowallee 1;18107;;{tag}\n"  # another address: another one
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert (done["created_count"], done["updated_count"], done["skipped_count"]) == (3, 0, 2)
+    names = sorted(org["name"] for org in _tagged(contacts_client, coordinator, tag))
+    assert names == [f"Bäckerei Müller {tag}", f"Bäckerei Müller {tag}", f"Hafenbar {tag}"]
+
+
+def test_empty_cells_leave_the_fields_of_a_matched_organisation(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    tag = f"imp{suffix()}"
+    kept: dict[str, Any] = {
+        "legal_form": "GmbH",
+        "sector": "Handel",
+        "wz_code": "47.11",
+        "city": "Rostock",
+        "district": "Lütten Klein",
+        "latitude": 54.1234,
+        "longitude": 12.0678,
+        "website": "https://kiosk.example",
+        "email": f"kiosk-{tag}@example.org",
+        "phone": "0381 123456",
+        "employees": 4,
+        "status": "active",
+        "needs": ["nachfolge"],
+        "tags": [tag, "Späti"],
+        "notes": "Öffnet früh",
+    }
+    address = {"house_number": "3"}
+    kiosk = make_org(name=f"Kiosk {tag}", street="Warnowallee", postcode="18107", **address, **kept)
+    salon = make_org(
+        name=f"Salon {tag}", street="Kolumbusring", postcode="18106", **address, **kept
+    )
+    columns = ["name", "street", "house_number", "postcode", *kept]
+    empty = ";" * (len(kept) - 1)
+    content = (
+        ";".join(columns)
+        + "\n"
+        # Every other cell empty: the kiosk gets its new sector and nothing else changes.
+        + f"Kiosk {tag};Warnowallee;3;18107;;Getränke{empty[1:]}\n"
+        # The salon's row says nothing new: it is left as it is.
+        + f"Salon {tag};Kolumbusring;3;18106;{empty}\n"
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert (done["created_count"], done["updated_count"], done["skipped_count"]) == (0, 1, 1)
+
+    after = _read(contacts_client, coordinator, kiosk)
+    assert after["version"] == 2
+    assert {key: after[key] for key in kept} == {**kept, "sector": "Getränke"}
+    unchanged = _read(contacts_client, coordinator, salon)
+    assert unchanged["version"] == 1
+    assert {key: unchanged[key] for key in kept} == kept

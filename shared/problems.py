@@ -124,7 +124,7 @@ def register_problem_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        if _is_dependency_down(error):
+        if is_dependency_down(error):
             log.warning("dependency unavailable: %s", error.__class__.__name__)
             return problem(
                 503, "A dependency is unavailable; try again shortly.", headers={"Retry-After": "5"}
@@ -160,7 +160,8 @@ def _unexpected_database_error(error: DBAPIError) -> Response:
     return problem(500, "An unexpected error occurred. It has been logged.")
 
 
-def _is_dependency_down(error: Exception) -> bool:
+def is_dependency_down(error: Exception) -> bool:
+    """A database or Redis that cannot serve now (see DEPENDENCY_DOWN_CLASSES)."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     if isinstance(error, DBAPIError) and error.connection_invalidated:

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.schedules import crontab
-from sqlalchemy.exc import OperationalError
 
 from shared.db import db_session, get_database
 from shared.errors import DomainError
+from shared.problems import is_dependency_down
 
 log = logging.getLogger(__name__)
 
@@ -38,50 +38,45 @@ def purge_imports() -> int:
     return deleted
 
 
-# The import tasks try again while the database is unreachable; any other error is
-# recorded on the import as failed, so that it is not left "checking" or "running".
-IMPORT_TASK = {
-    "ignore_result": True,
-    "acks_late": True,
-    "autoretry_for": (OperationalError,),
-    "retry_backoff": True,
-    "max_retries": 8,
-}
+# The import tasks try again while the database is unreachable (a few minutes, backing
+# off); any other error, or one that outlasts the retries, is recorded on the import as
+# failed, so that it is not left "checking" or "running".
+IMPORT_TASK = {"ignore_result": True, "acks_late": True, "bind": True, "max_retries": 8}
 
 
 @shared_task(name="contacts.check_import", **IMPORT_TASK)
-def check_import(import_id: str) -> None:
+def check_import(task: Task, import_id: str) -> None:
     """Check the rows of a large CSV upload (the preview); progress as for a commit."""
     from .services import imports
 
     key = uuid.UUID(import_id)
-    with _failing_on_error(key):
+    with _failing_on_error(task, key):
         imports.check_import(db_session(), key, progress=_progress(key))
 
 
 @shared_task(name="contacts.run_import", **IMPORT_TASK)
-def run_import(import_id: str) -> None:
+def run_import(task: Task, import_id: str) -> None:
     """Commit a queued CSV import; progress is written on a connection of its own."""
     from .services import imports
 
     key = uuid.UUID(import_id)
     progress = _progress(key, status="running")
-    with _failing_on_error(key):
+    with _failing_on_error(task, key):
         progress(0)
         imports.run_import(db_session(), key, progress=progress)
 
 
 @contextmanager
-def _failing_on_error(import_id: uuid.UUID) -> Iterator[None]:
+def _failing_on_error(task: Task, import_id: uuid.UUID) -> Iterator[None]:
     from .services import imports
 
     try:
         yield
     except DomainError as exc:  # deleted meanwhile, or recorded on the import as failed
         log.warning("import %s: %s", import_id, exc.detail)
-    except OperationalError:
-        raise  # tried again (autoretry_for)
-    except Exception:
+    except Exception as exc:
+        if is_dependency_down(exc) and task.request.retries < (task.max_retries or 0):
+            raise task.retry(exc=exc, countdown=min(2**task.request.retries, 60)) from exc
         log.exception("import %s stopped by an unexpected error", import_id)
         imports.fail_import(db_session(), import_id)
 

@@ -850,3 +850,134 @@ def test_a_retired_district_is_kept_where_it_is_but_not_given_by_a_file(
     for org, name in ((kept, district["name"]), (other, "Schmarl")):
         now = contacts_client.get(f"/api/v1/organisations/{org['id']}", headers=coordinator)
         assert now.get_json()["district"] == name
+
+
+def test_the_same_import_committed_twice_at_once_is_written_once(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    import threading
+
+    from services.contacts.services import imports
+    from shared.errors import Conflict
+
+    tag = f"imp{suffix()}"
+    rows = "".join(f"Betrieb {i} {tag};Hauptstr. {i};{tag}\n" for i in range(200))
+    body = _upload(contacts_client, coordinator, f"name;street;tags\n{rows}".encode()).get_json()
+    database = get_database(contacts_app)
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def commit() -> None:
+        with database.session() as session:
+            barrier.wait()
+            try:
+                record = imports.commit_import(
+                    session,
+                    uuid.UUID(body["id"]),
+                    mode="valid_only",
+                    actor="test",
+                    background=False,
+                    enqueue=lambda _id: None,
+                )
+                results.append((record.status, record.created_count))
+            except Conflict as exc:
+                results.append(("conflict", exc.detail))
+
+    threads = [threading.Thread(target=commit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [
+        ("committed", 200),
+        ("conflict", "This import is committed already."),
+    ]
+    record = contacts_client.get(f"/api/v1/imports/{body['id']}", headers=coordinator).get_json()
+    assert (record["created_count"], record["skipped_count"]) == (200, 0)
+    assert len(_tagged(contacts_client, coordinator, tag)) == 200
+
+
+def test_a_file_cannot_make_an_owner_of_premises_a_business(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Any
+) -> None:
+    tag = f"imp{suffix()}"
+    landlord = make_org(name=f"Vermietung {tag}", kind="landlord")
+    premises = contacts_client.post(
+        "/api/v1/premises",
+        json={
+            "street": "Kolumbusring",
+            "floor_area": 50,
+            "use": "retail",
+            "owner_id": landlord["id"],
+        },
+        headers=coordinator,
+    )
+    assert premises.status_code == 201
+    content = (
+        "id;name;kind;tags\n"
+        f"{landlord['id']};Vermietung {tag};business;{tag}\n"
+        f";Neu {tag};business;{tag}\n"
+    )
+    body = _upload(contacts_client, coordinator, content.encode()).get_json()
+    assert [(e["line"], list(e["errors"])) for e in body["errors"]] == [(2, ["kind"])]
+    assert "owns premises" in body["errors"][0]["errors"]["kind"][0]
+    _commit(contacts_client, coordinator, body["id"])
+    now = contacts_client.get(f"/api/v1/organisations/{landlord['id']}", headers=coordinator)
+    assert now.get_json()["kind"] == "landlord"
+
+
+def test_an_import_task_stopped_by_a_database_error_is_failed(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """Not every OperationalError is an outage: one a statement caused (a limit it
+    exceeded) is not tried again, and the import is failed, not left running."""
+    from sqlalchemy import text as sql_text
+
+    from services.contacts import tasks
+    from shared.db import db_session
+
+    tag = f"imp{suffix()}"
+    body = _upload(
+        contacts_client, coordinator, f"name;tags\nEins {tag};{tag}\n".encode()
+    ).get_json()
+    assert _commit(contacts_client, coordinator, body["id"], background=True).status_code == 200
+    with (
+        contacts_app.app_context(),
+        tasks._failing_on_error(tasks.run_import, uuid.UUID(body["id"])),
+    ):
+        db_session().execute(sql_text("SELECT CAST(repeat('x', 3000) AS tsvector)"))
+    record = contacts_client.get(f"/api/v1/imports/{body['id']}", headers=coordinator).get_json()
+    assert record["status"] == "failed"
+
+
+def test_a_district_retired_between_preview_and_commit_is_not_given(
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    admin: dict[str, str],
+    make_org: Any,
+) -> None:
+    tag = f"imp{suffix()}"
+    district = contacts_client.post(
+        "/api/v1/districts", json={"name": f"Neuquartier {tag}"}, headers=admin
+    ).get_json()
+    other = make_org(name=f"Anders {tag}", district="Schmarl", email=f"a@{tag}.example")
+    content = (
+        "name;email;district;tags\n"
+        f"Anders {tag};a@{tag}.example;Neuquartier {tag};{tag}\n"
+        f"Neu {tag};;Neuquartier {tag};{tag}\n"
+        f"Auch neu {tag};;Schmarl;{tag}\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert body["valid_rows"] == 3
+    contacts_client.patch(
+        f"/api/v1/districts/{district['id']}", json={"active": False}, headers=admin
+    )
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert (done["status"], done["created_count"]) == ("committed", 1)
+    assert [(e["line"], list(e["errors"])) for e in done["errors"]] == [
+        (2, ["district"]),
+        (3, ["district"]),
+    ]
+    now = contacts_client.get(f"/api/v1/organisations/{other['id']}", headers=coordinator)
+    assert now.get_json()["district"] == "Schmarl"
+    assert [o["name"] for o in _tagged(contacts_client, coordinator, tag)] == [f"Auch neu {tag}"]

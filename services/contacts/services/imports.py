@@ -52,10 +52,10 @@ from ..csvfiles import (
     row_values,
     write_csv,
 )
-from ..models import District, Import, ImportRow, Need, Person, Role
+from ..models import OWNER_KINDS, District, Import, ImportRow, Need, Person, Role
 from ..normalise import match_address, match_name, match_phone, slug, strip_accents
 from . import organisations, people
-from .history import get_or_404
+from .history import get_or_404, lock_or_404
 
 MODES = ("all_or_nothing", "valid_only")
 # An upload holds personal data (people's names, addresses, emails): an import, with its
@@ -261,7 +261,7 @@ def _stage(
     """Check every row once; the valid ones go to import_rows with COPY. Returns how many
     were valid, and the errors of the others (in line order)."""
     valid, errors = _copy_rows(session, import_id, table, mapping, progress)
-    refused = _refuse_retired(session, import_id, table)
+    refused = _refuse(session, import_id, table)
     if refused:
         errors = sorted([*errors, *refused], key=lambda error: int(error["line"]))
     return valid - len(refused), errors
@@ -359,14 +359,17 @@ def _normalised(values: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any
         return values
 
 
-def _refuse_retired(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[str, Any]]:
-    """The staged rows that name a retired district or need for an organisation that has
-    it not, taken out of import_rows; their errors."""
+def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[str, Any]]:
+    """The staged rows a single edit would refuse (see _REFUSED), taken out of import_rows;
+    their errors."""
     found: dict[int, dict[str, list[str]]] = {}
-    for line, field, name in session.execute(text(_RETIRED), {"import_id": import_id}):
-        found.setdefault(line, {}).setdefault(field, []).append(
-            f"{name!r} is retired: kept where it is, not given anew."
+    for line, field, name in session.execute(text(_REFUSED), {"import_id": import_id}):
+        message = (
+            f"{name!r} owns premises, and premises belong to a landlord or a housing company."
+            if field == "kind"
+            else f"{name!r} is retired: kept where it is, not given anew."
         )
+        found.setdefault(line, {}).setdefault(field, []).append(message)
     if not found:
         return []
     session.execute(
@@ -394,12 +397,15 @@ COALESCE(
        AND o.archived IS false LIMIT 1)
 )
 """
-# Staged rows that would give a retired district or need to an organisation that does not
-# have it (a new one, or a matched one without it): a retired entry is kept where it is,
-# not given anew (see vocab.district_by_name).
-_RETIRED = f"""
+# Staged rows a single edit would refuse: a retired district or need given to an
+# organisation that does not have it (a new one, or a matched one without it: a retired
+# entry is kept where it is, not given anew, see vocab.district_by_name), and a kind that
+# cannot own premises for a matched organisation that owns some (see
+# organisations.check_owner_kind).
+_OWNER_KINDS = "(" + ", ".join(f"'{kind}'" for kind in OWNER_KINDS) + ")"
+_REFUSED = f"""
 WITH staged AS MATERIALIZED (
-    SELECT s.line, s.district, s.needs, {_MATCH} AS match_id
+    SELECT s.line, s.kind, s.district, s.needs, {_MATCH} AS match_id
     FROM import_rows s WHERE s.import_id = :import_id
 )
 SELECT s.line, 'district' AS field, s.district AS name
@@ -414,6 +420,11 @@ WHERE NOT EXISTS (
     SELECT 1 FROM organisation_needs x
     WHERE x.organisation_id = s.match_id AND x.need_key = n.key
 )
+UNION ALL
+SELECT s.line, 'kind', o.name
+FROM staged s JOIN organisations o ON o.id = s.match_id
+WHERE s.kind <> o.kind AND s.kind NOT IN {_OWNER_KINDS}
+    AND EXISTS (SELECT 1 FROM premises p WHERE p.owner_id = o.id)
 """  # noqa: S608 (built from constants)
 
 
@@ -536,9 +547,11 @@ def commit_import(
     background: bool | None,
     enqueue: Callable[[str], Any],
 ) -> Import:
-    """Write a previewed import: here, or (large files, or when asked) in a worker."""
+    """Write a previewed import: here, or (large files, or when asked) in a worker. The
+    import's row is locked first: of two commits at once, the second waits and then finds
+    it committed (409)."""
     _check_mode(mode)
-    record = get_import(session, import_id)
+    record = lock_or_404(session, Import, import_id, "import")
     if record.status == "checking":
         raise Conflict("This import is still being checked; commit it once it is previewed.")
     if record.status not in ("previewed", "queued"):
@@ -578,6 +591,7 @@ def run_import(
     """
     locked = _lock(session, "commit", import_id)
     record = get_import(session, import_id)
+    session.refresh(record)  # as it is now that the step is ours, not as the session held it
     if not locked:  # another worker is at it
         session.rollback()
         return record
@@ -590,9 +604,9 @@ def run_import(
         if record.mode == "all_or_nothing" and record.errors:
             raise Invalid({"mode": [f"{len(record.errors)} rows are invalid."]})
         created, updated, unchanged, repeated = _apply(session, record, actor, progress)
-    except Invalid as exc:
+    except (Invalid, Conflict) as exc:
         session.rollback()
-        _fail(session, import_id, exc.extensions.get("errors", {}))
+        _fail(session, import_id, exc.extensions.get("errors") or {"import": [exc.detail]})
         raise
     _unstage(session, import_id)
     record.status = "committed"
@@ -605,12 +619,18 @@ def run_import(
     return record
 
 
-# Staged rows naming a district or a need that is gone since the preview (renamed).
+# Staged rows naming a district or a need that is gone (renamed) or retired since the
+# preview.
 _STALE_VOCABULARY = """
 SELECT count(*) FROM import_rows s
 WHERE s.import_id = :import_id AND (
-    (s.district IS NOT NULL AND NOT EXISTS (SELECT 1 FROM districts d WHERE d.name = s.district))
-    OR EXISTS (SELECT 1 FROM unnest(s.needs) AS k(key) WHERE k.key NOT IN (SELECT key FROM needs))
+    (s.district IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM districts d WHERE d.name = s.district AND d.active
+    ))
+    OR EXISTS (
+        SELECT 1 FROM unnest(s.needs) AS k(key)
+        WHERE k.key NOT IN (SELECT key FROM needs WHERE active)
+    )
 )
 """
 
@@ -618,7 +638,8 @@ WHERE s.import_id = :import_id AND (
 def _ensure_staged(session: Session, record: Import) -> None:
     """The checked rows of the preview; checked again from the stored file if they are not
     all there (import_rows is unlogged: a database crash empties it), or if a district or
-    a need they name was renamed since (the file's name for it may be unknown now)."""
+    a need they name was renamed or retired since (the file's name for it may be unknown
+    now, or the row may give a retired entry anew)."""
     staged = session.scalar(
         select(func.count()).select_from(ImportRow).where(ImportRow.import_id == record.id)
     )
@@ -867,6 +888,8 @@ def _apply(
             values = {c: getattr(row, c) for c in VALUE_COLUMNS if getattr(row, c) is not None}
             if row.first_name or row.last_name:  # the email is the person's (see _SAME)
                 values.pop("email", None)
+            if "kind" in values:  # refused at the preview; this, if it changed since
+                organisations.check_owner_kind(session, org, values["kind"])
             if organisations.change(session, org, values, actor=actor):
                 updated += 1
             else:

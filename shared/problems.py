@@ -129,6 +129,10 @@ def register_problem_handlers(app: Flask) -> None:
             return problem(
                 503, "A dependency is unavailable; try again shortly.", headers={"Retry-After": "5"}
             )
+        if isinstance(error, DBAPIError) and _sqlstate(error).startswith("40"):
+            # A deadlock or a serialisation failure: the transaction was rolled back whole.
+            log.warning("transaction rolled back: %s", describe_error(error))
+            return problem(409, "The records changed meanwhile; try again.")
         if isinstance(error, DBAPIError):  # its message quotes the data (see describe_error)
             return _unexpected_database_error(error)
         log.exception("unhandled error")
@@ -158,6 +162,10 @@ def _unexpected_database_error(error: DBAPIError) -> Response:
     frames = "".join(traceback.format_tb(error.__traceback__))
     log.error("unhandled database error: %s\n%s", describe_error(error), frames)
     return problem(500, "An unexpected error occurred. It has been logged.")
+
+
+def _sqlstate(error: DBAPIError) -> str:
+    return getattr(error.orig, "sqlstate", None) or ""
 
 
 def is_dependency_down(error: Exception) -> bool:

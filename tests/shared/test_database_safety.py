@@ -81,6 +81,12 @@ def test_a_database_error_is_logged_without_the_data(
         db_session().execute(text("SELECT CAST(repeat('x', 3000) AS tsvector)"))
         return "unreachable"
 
+    def deadlock() -> str:  # what PostgreSQL answers the victim of a deadlock
+        db_session().execute(
+            text("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'deadlock_detected'; END $$")
+        )
+        return "unreachable"
+
     def cast_a_name() -> str:
         db_session().execute(text("SELECT CAST(:name AS integer)"), {"name": name})
         return "unreachable"
@@ -88,6 +94,7 @@ def test_a_database_error_is_logged_without_the_data(
     app.add_url_rule("/insert-twice", view_func=insert_twice)
     app.add_url_rule("/break-a-check", view_func=break_a_check)
     app.add_url_rule("/exceed-a-limit", view_func=exceed_a_limit)
+    app.add_url_rule("/deadlock", view_func=deadlock)
     app.add_url_rule("/cast-a-name", view_func=cast_a_name)
     client = app.test_client()
     with caplog.at_level(logging.WARNING):
@@ -95,6 +102,7 @@ def test_a_database_error_is_logged_without_the_data(
             ("/insert-twice", 409),
             ("/break-a-check", 500),
             ("/exceed-a-limit", 500),
+            ("/deadlock", 409),
             ("/cast-a-name", 500),
         ):
             response = client.get(path)

@@ -508,3 +508,42 @@ def test_constraint_violations_and_stale_writes_reaching_the_handler_are_409(
             assert response.status_code == status, key
             assert response.mimetype == PROBLEM_MIMETYPE
     assert name not in caplog.text
+
+
+def test_an_import_compares_what_it_matches_after_an_edit_at_the_same_time(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+) -> None:
+    """The commit locks the organisations its rows match before it decides which rows
+    would change nothing: an edit that lands meanwhile is compared with, not missed."""
+    import io
+
+    tag = suffix()
+    org = make_org(name=f"Kiosk {tag}", sector="Handel", email=f"k@{tag}.example")
+    content = f"name;email;sector\nKiosk {tag};k@{tag}.example;Handel\n".encode()
+    body = contacts_client.post(
+        "/api/v1/imports",
+        data={"file": (io.BytesIO(content), "kiosk.csv")},
+        headers=coordinator,
+        content_type="multipart/form-data",
+    ).get_json()
+    assert (body["updated_count"], body["skipped_count"]) == (0, 1)  # the same, as it stands
+    edit = "UPDATE organisations SET sector = 'Imbiss', version = version + 1 WHERE id = :id"
+    with ThreadPoolExecutor(1) as pool:
+        with holding(contacts_app, edit, id=org["id"]) as conn:
+            future = pool.submit(
+                lambda c: c.post(
+                    f"/api/v1/imports/{body['id']}/commit",
+                    json={"mode": "valid_only"},
+                    headers=coordinator,
+                ),
+                contacts_app.test_client(),
+            )
+            _wait_for_waiters(contacts_app, [future], 15.0)
+            conn.commit()  # the edit lands while the commit waits
+        done = future.result(timeout=15).get_json()
+    assert (done["status"], done["updated_count"]) == ("committed", 1)
+    now = contacts_client.get(f"/api/v1/organisations/{org['id']}", headers=coordinator)
+    assert now.get_json()["sector"] == "Handel"

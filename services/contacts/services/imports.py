@@ -789,6 +789,12 @@ FROM import_rows s
 WHERE s.import_id = :import_id AND s.line = p.line AND p.repeated AND {_NAMES_A_PERSON}
 """  # noqa: S608 (built from constants)
 
+_LOCK_MATCHED = """
+SELECT 1 FROM organisations
+WHERE id IN (SELECT match_id FROM import_plan WHERE match_id IS NOT NULL)
+ORDER BY id FOR NO KEY UPDATE
+"""
+
 _FILL_PLAN = f"""
 INSERT INTO import_plan (line, match_id, repeated, new_id)
 SELECT *, gen_random_uuid() FROM ({_PLAN}) AS plan
@@ -855,6 +861,9 @@ def _apply(
         progress(created + repeated)
     updated = unchanged = 0
     if matched:  # (a file imported again): rows that would change nothing are left alone
+        # Locked first, in id order as every edit locks them, so that what "would change
+        # nothing" compares with stays as it is until the commit.
+        session.execute(text(_LOCK_MATCHED))
         unchanged = session.execute(text(_MARK_UNCHANGED), params).rowcount  # type: ignore[attr-defined]
     if repeated:
         session.execute(text(_PERSON_ORGANISATIONS), params)

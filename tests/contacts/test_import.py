@@ -981,3 +981,31 @@ def test_a_district_retired_between_preview_and_commit_is_not_given(
     now = contacts_client.get(f"/api/v1/organisations/{other['id']}", headers=coordinator)
     assert now.get_json()["district"] == "Schmarl"
     assert [o["name"] for o in _tagged(contacts_client, coordinator, tag)] == [f"Auch neu {tag}"]
+
+
+def test_one_person_at_two_companies_makes_two_companies(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """In a file of contacts the email is the person's: one owner of two businesses with
+    one address is two organisations, found again by their names and addresses."""
+    tag = f"imp{suffix()}"
+    lines = [
+        OUTLOOK_DE,
+        f"Frau;Ida;Ihde;Eiscafé Ihde {tag};Inhaberin;Warnowallee 3;Rostock;18107;;"
+        f"ida@{tag}.example;;{tag};",
+        f"Frau;Ida;Ihde;Blumen Ihde {tag};Inhaberin;Kolumbusring 8;Rostock;18106;;"
+        f"ida@{tag}.example;;{tag};",
+    ]
+    content = ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["created_count"], body["skipped_count"]) == (2, 0)
+    _commit(contacts_client, coordinator, body["id"])
+    names = sorted(o["name"] for o in _tagged(contacts_client, coordinator, tag))
+    assert names == [f"Blumen Ihde {tag}", f"Eiscafé Ihde {tag}"]
+    again = _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, content).get_json()["id"],
+    ).get_json()
+    assert (again["created_count"], again["updated_count"], again["skipped_count"]) == (0, 0, 2)
+    assert len(_tagged(contacts_client, coordinator, tag)) == 2

@@ -386,17 +386,22 @@ def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[s
 
 # For each staged row: the live organisation it matches (by id, by email, by folded name
 # and address), and whether it repeats an earlier row of the file (same key or email).
-_MATCH = """
+# A row naming a person carries the person's email (a file of contacts): it finds the
+# organisation by its name and address first, by that email only when nothing else does.
+_BY_EMAIL = """(SELECT o.id FROM organisations o
+     WHERE o.email = s.email AND o.archived IS false LIMIT 1)"""
+_NAMES_A_PERSON = "(s.first_name IS NOT NULL OR s.last_name IS NOT NULL)"
+_MATCH = f"""
 COALESCE(
     (SELECT o.id FROM organisations o
      WHERE o.id = s.record_id AND o.archived IS false),
-    (SELECT o.id FROM organisations o
-     WHERE o.email = s.email AND o.archived IS false LIMIT 1),
+    CASE WHEN NOT {_NAMES_A_PERSON} THEN {_BY_EMAIL} END,
     (SELECT o.id FROM organisations o
      WHERE o.match_name = s.match_name AND o.match_address = s.match_address
-       AND o.archived IS false LIMIT 1)
+       AND o.archived IS false LIMIT 1),
+    CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL} END
 )
-"""
+"""  # noqa: S608 (built from constants)
 # Staged rows a single edit would refuse: a retired district or need given to an
 # organisation that does not have it (a new one, or a matched one without it: a retired
 # entry is kept where it is, not given anew, see vocab.district_by_name), and a kind that
@@ -430,14 +435,15 @@ WHERE s.kind <> o.kind AND s.kind NOT IN {_OWNER_KINDS}
 
 _PLAN = f"""
 WITH staged AS MATERIALIZED (
-    SELECT s.line, s.email, s.match_name, s.match_address, {_MATCH} AS match_id
+    SELECT s.line, s.email, s.match_name, s.match_address, {_NAMES_A_PERSON} AS person,
+        {_MATCH} AS match_id
     FROM import_rows s
     WHERE s.import_id = :import_id
 )
 SELECT line, match_id,
     match_id IS NULL AND (
         line > min(line) OVER (PARTITION BY match_name, match_address)
-        OR (email IS NOT NULL AND line > min(line) OVER (PARTITION BY email))
+        OR (NOT person AND email IS NOT NULL AND line > min(line) OVER (PARTITION BY email))
     ) AS repeated
 FROM staged
 """  # noqa: S608 (built from constants)
@@ -739,7 +745,6 @@ FROM created ORDER BY line
 # A row naming a person leaves the email of an organisation it matches alone: in a file of
 # contacts (Outlook's) the email is the person's; it is an organisation's only when the row
 # creates the organisation.
-_NAMES_A_PERSON = "(s.first_name IS NOT NULL OR s.last_name IS NOT NULL)"
 _SAME = " AND ".join(
     [
         *(

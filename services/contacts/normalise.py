@@ -82,6 +82,12 @@ def strip_accents(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+def fold_name(text: str) -> str:
+    """A vocabulary name as a user may type it: ``GROSS  Klein`` -> ``gross klein`` (case,
+    accents, ß and spaces aside)."""
+    return " ".join(strip_accents(text).split())
+
+
 @functools.lru_cache(maxsize=65536)
 def transliterate(text: str) -> str:
     """``Müller`` -> ``mueller`` (lower case), then any other accents stripped."""

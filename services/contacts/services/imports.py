@@ -53,7 +53,14 @@ from ..csvfiles import (
     write_csv,
 )
 from ..models import OWNER_KINDS, District, Import, ImportRow, Need, Person, Role
-from ..normalise import match_address, match_name, match_phone, slug, strip_accents
+from ..normalise import (
+    fold_name,
+    match_address,
+    match_name,
+    match_phone,
+    slug,
+    strip_accents,
+)
 from . import organisations, people
 from .history import get_or_404, lock_or_404
 
@@ -129,10 +136,6 @@ def _row_schema(mapping: Mapping[str, str]) -> ma.Schema:
     return OrganisationInSchema(only=wanted & fields)
 
 
-def _fold(text: str) -> str:
-    return " ".join(strip_accents(text).split())
-
-
 class _Vocabulary:
     """Districts and needs as a file may name them: exactly, else folded (case, umlauts,
     ß); where two entries fold alike, an exact spelling wins, then an active entry."""
@@ -144,25 +147,25 @@ class _Vocabulary:
         for district in districts:
             self.districts[district.name] = district.name
         for name in list(self.districts):
-            self.districts.setdefault(_fold(name), name)
+            self.districts.setdefault(fold_name(name), name)
         self.labels = {need.key: need.label for need in needs}
         self.needs: dict[str, str] = {}
         for need in needs:
             self.needs[need.key] = need.key
             self.needs.setdefault(need.label, need.key)
         for need in needs:
-            self.needs.setdefault(_fold(need.label), need.key)
+            self.needs.setdefault(fold_name(need.label), need.key)
             self.needs.setdefault(slug(need.label), need.key)
 
     def resolve(self, values: dict[str, Any], errors: dict[str, list[str]]) -> None:
         if "district" in values:
             given = values["district"]
-            name = self.districts.get(given) or self.districts.get(_fold(given))
+            name = self.districts.get(given) or self.districts.get(fold_name(given))
             if name is None:
                 errors["district"] = [f"Unknown district {values['district']!r}."]
             values["district"] = name
         if "needs" in values:
-            keys = [self.needs.get(n) or self.needs.get(_fold(n)) for n in values["needs"]]
+            keys = [self.needs.get(n) or self.needs.get(fold_name(n)) for n in values["needs"]]
             unknown = [n for n, key in zip(values["needs"], keys, strict=True) if key is None]
             if unknown:
                 errors["needs"] = [f"Unknown needs: {', '.join(unknown)}."]
@@ -299,7 +302,7 @@ def _copy_rows(
             kind_given = "kind" in values
             for field, words in (("kind", KIND_WORDS), ("status", STATUS_WORDS)):
                 if field in values:
-                    values[field] = words.get(_fold(values[field]), values[field])
+                    values[field] = words.get(fold_name(values[field]), values[field])
             values.setdefault("kind", DEFAULT_KIND)  # checked as a new organisation's
             record_id = values.pop("id", None)
             errors: dict[str, Any] = {

@@ -13,7 +13,7 @@ from shared.errors import Conflict, Invalid
 from shared.events import record_event
 
 from ..models import NEED_KEY_LENGTH, District, Need, Organisation, OutboxEvent, Role
-from ..normalise import slug, strip_accents
+from ..normalise import fold_name, slug
 from .history import diff, lock_or_404, record_change, unique_or_conflict
 
 DISTRICT_EXISTS = "A district with this name exists already."
@@ -65,10 +65,6 @@ def needs_named(session: Session, typed: Iterable[str], field: str = "needs") ->
     return _named(typed, spellings, field, "needs", "/api/v1/needs")
 
 
-def _fold(text: str) -> str:
-    return " ".join(strip_accents(text).split())
-
-
 def _named(
     typed: Iterable[str], spellings: Mapping[str, list[str]], field: str, what: str, path: str
 ) -> list[str]:
@@ -82,11 +78,11 @@ def _named(
     for entry, names in spellings.items():
         for name in names:
             exact.setdefault(name, set()).add(entry)
-            folded.setdefault(_fold(name), set()).add(entry)
+            folded.setdefault(fold_name(name), set()).add(entry)
     found: dict[str, None] = {}
     unknown = []
     for value in typed:
-        entries = exact.get(value.strip()) or folded.get(_fold(value))
+        entries = exact.get(value.strip()) or folded.get(fold_name(value))
         if entries:
             found.update(dict.fromkeys(sorted(entries)))
         else:

@@ -48,6 +48,12 @@ def new_engine(url: str, **options: Any) -> Engine:
     return create_engine(url, hide_parameters=True, **options)
 
 
+def sqlstate(error: DBAPIError) -> str | None:
+    """PostgreSQL's error code (SQLSTATE) of a failed statement; None without one (the
+    connection failed)."""
+    return getattr(error.orig, "sqlstate", None)
+
+
 def describe_error(error: DBAPIError) -> str:
     """A database error without the data it quotes: the server's messages name values
     (``invalid input syntax for type integer: "Erika"``, ``Key (email)=(…) already
@@ -56,9 +62,9 @@ def describe_error(error: DBAPIError) -> str:
     orig = error.orig
     kinds = [type(error).__name__] + ([type(orig).__name__] if orig is not None else [])
     parts = [" / ".join(kinds)]
-    sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate:
-        parts.append(f"SQLSTATE {sqlstate}")
+    state = sqlstate(error)
+    if state:
+        parts.append(f"SQLSTATE {state}")
     diag = getattr(orig, "diag", None)
     for name in ("constraint_name", "table_name", "column_name", "datatype_name"):
         value = getattr(diag, name, None)

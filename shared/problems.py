@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from shared.db import describe_error
+from shared.db import describe_error, sqlstate
 from shared.errors import DomainError
 
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -129,7 +129,7 @@ def register_problem_handlers(app: Flask) -> None:
             return problem(
                 503, "A dependency is unavailable; try again shortly.", headers={"Retry-After": "5"}
             )
-        if isinstance(error, DBAPIError) and _sqlstate(error).startswith("40"):
+        if isinstance(error, DBAPIError) and (sqlstate(error) or "").startswith("40"):
             # A deadlock or a serialisation failure: the transaction was rolled back whole.
             log.warning("transaction rolled back: %s", describe_error(error))
             return problem(409, "The records changed meanwhile; try again.")
@@ -151,7 +151,7 @@ def integrity_problem(error: IntegrityError) -> Response:
     """A constraint the database enforced: unique and foreign-key violations are conflicts
     (409); any other (a check constraint: a bug, since the schemas validate first) is a 500.
     Logged without the data (see describe_error): the statement's values are personal."""
-    detail = CONFLICT_SQLSTATES.get(getattr(error.orig, "sqlstate", None) or "")
+    detail = CONFLICT_SQLSTATES.get(sqlstate(error) or "")
     if detail is None:
         return _unexpected_database_error(error)
     log.warning("integrity conflict: %s", describe_error(error))
@@ -162,10 +162,6 @@ def _unexpected_database_error(error: DBAPIError) -> Response:
     frames = "".join(traceback.format_tb(error.__traceback__))
     log.error("unhandled database error: %s\n%s", describe_error(error), frames)
     return problem(500, "An unexpected error occurred. It has been logged.")
-
-
-def _sqlstate(error: DBAPIError) -> str:
-    return getattr(error.orig, "sqlstate", None) or ""
 
 
 def is_dependency_down(error: Exception) -> bool:
@@ -179,7 +175,7 @@ def is_dependency_down(error: Exception) -> bool:
     if isinstance(error, OperationalError):
         # No SQLSTATE: the connection failed. Otherwise the server's classes for a server
         # that cannot serve now; not, say, a limit a statement exceeded (54), a bug.
-        state = getattr(error.orig, "sqlstate", None)
+        state = sqlstate(error)
         return state is None or state[:2] in DEPENDENCY_DOWN_CLASSES
     return isinstance(error, RedisConnectionError | ConnectionError | TimeoutError)
 

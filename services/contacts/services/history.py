@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import inspect, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.db import get_or_not_found, utcnow
+from shared.db import get_or_not_found, sqlstate, utcnow
 from shared.errors import Conflict, NotFound
 
 from ..models import Change
@@ -173,11 +173,6 @@ def lock_or_404(session: Session, model: type[T], record_id: Any, what: str) -> 
 
 
 UNIQUE_VIOLATION = "23505"
-
-
-def sqlstate(error: DBAPIError) -> str | None:
-    """PostgreSQL's error code (SQLSTATE) of a failed statement."""
-    return getattr(error.orig, "sqlstate", None)
 
 
 @contextmanager

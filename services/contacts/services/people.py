@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.db import sqlstate
 from shared.errors import Conflict, Invalid
 from shared.events import record_event
 
@@ -24,7 +25,6 @@ from .history import (
     lock_or_404,
     record_change,
     record_update,
-    sqlstate,
 )
 from .organisations import lock_organisations, order, paginate
 from .organisations import refresh_search as refresh_organisation_search

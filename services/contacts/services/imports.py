@@ -366,7 +366,8 @@ def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[s
     """The staged rows a single edit would refuse (see _REFUSED), taken out of import_rows;
     their errors."""
     found: dict[int, dict[str, list[str]]] = {}
-    for line, field, name in session.execute(text(_REFUSED), {"import_id": import_id}):
+    params = {"import_id": import_id, "owner_kinds": list(OWNER_KINDS)}
+    for line, field, name in session.execute(text(_REFUSED), params):
         message = (
             f"{name!r} owns premises, and premises belong to a landlord or a housing company."
             if field == "kind"
@@ -410,7 +411,6 @@ COALESCE(
 # entry is kept where it is, not given anew, see vocab.district_by_name), and a kind that
 # cannot own premises for a matched organisation that owns some (see
 # organisations.check_owner_kind).
-_OWNER_KINDS = "(" + ", ".join(f"'{kind}'" for kind in OWNER_KINDS) + ")"
 _REFUSED = f"""
 WITH staged AS MATERIALIZED (
     SELECT s.line, s.kind, s.district, s.needs, {_MATCH} AS match_id
@@ -431,7 +431,7 @@ WHERE NOT EXISTS (
 UNION ALL
 SELECT s.line, 'kind', o.name
 FROM staged s JOIN organisations o ON o.id = s.match_id
-WHERE s.kind <> o.kind AND s.kind NOT IN {_OWNER_KINDS}
+WHERE s.kind <> o.kind AND NOT s.kind = ANY(CAST(:owner_kinds AS text[]))
     AND EXISTS (SELECT 1 FROM premises p WHERE p.owner_id = o.id)
 """  # noqa: S608 (built from constants)
 
@@ -905,8 +905,6 @@ def _apply(
             values = {c: getattr(row, c) for c in VALUE_COLUMNS if getattr(row, c) is not None}
             if row.first_name or row.last_name:  # the email is the person's (see _SAME)
                 values.pop("email", None)
-            if "kind" in values:  # refused at the preview; this, if it changed since
-                organisations.check_owner_kind(session, org, values["kind"])
             if organisations.change(session, org, values, actor=actor):
                 updated += 1
             else:

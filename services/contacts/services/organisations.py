@@ -191,8 +191,11 @@ def apply(
 ) -> None:
     """Set the given fields (district by name, needs by key) and refresh the folded text.
     A retired district or need stays with an organisation that has it (or takes it from
-    the ``merged`` one), but is not given anew."""
+    the ``merged`` one), but is not given anew. One that owns premises keeps a kind that
+    may own them (see check_owner_kind)."""
     values = cleaned(data)
+    if org.kind is not None and values.get("kind", org.kind) != org.kind:
+        check_owner_kind(session, org, values["kind"])
     holders = [org] if merged is None else [org, merged]
     for field in FIELDS:
         if field in values:
@@ -328,8 +331,6 @@ def update_organisation(
     # then compares against the version this one wrote.
     org = lock_organisation(session, organisation_id)
     _check_version(org, version)
-    if data.get("kind") in ORGANISATION_KINDS and data["kind"] != org.kind:
-        check_owner_kind(session, org, data["kind"])
     change(session, org, data, actor=actor)
     session.commit()
     return org

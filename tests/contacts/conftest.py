@@ -33,12 +33,44 @@ def admin(staff_token: Callable[[str], str]) -> dict[str, str]:
     return auth(staff_token("admin"))
 
 
-@pytest.fixture
-def make_org(contacts_client: FlaskClient, coordinator: dict[str, str]) -> Maker:
-    def make(**fields: Any) -> dict[str, Any]:
-        body = {"kind": "business", "name": f"Betrieb {suffix()}", **fields}
-        response = contacts_client.post("/api/v1/organisations", json=body, headers=coordinator)
-        assert response.status_code == 201, response.get_json()
-        return dict(response.get_json())
+def _maker(path: str, defaults: Callable[[], dict[str, Any]], name: str) -> Any:
+    """A fixture ``name``: a maker of records at ``path``, the defaults (fresh each call)
+    overridden by what the test gives; it fails the test at once if none is created."""
 
-    return make
+    @pytest.fixture(name=name)
+    def fixture(contacts_client: FlaskClient, coordinator: dict[str, str]) -> Maker:
+        def make(**fields: Any) -> dict[str, Any]:
+            body = {**defaults(), **fields}
+            response = contacts_client.post(path, json=body, headers=coordinator)
+            assert response.status_code == 201, response.get_json()
+            return dict(response.get_json())
+
+        return make
+
+    return fixture
+
+
+make_org = _maker(
+    "/api/v1/organisations",
+    lambda: {"kind": "business", "name": f"Betrieb {suffix()}"},
+    name="make_org",
+)
+make_person = _maker(
+    "/api/v1/people", lambda: {"last_name": f"Person{suffix()}"}, name="make_person"
+)
+# Premises need their owner: ``make_premises(owner_id=landlord["id"], …)``.
+make_premises = _maker(
+    "/api/v1/premises",
+    lambda: {"street": "Warnowallee", "floor_area": "80", "use": "retail"},
+    name="make_premises",
+)
+
+
+def role(organisation: dict[str, Any], name: str) -> dict[str, str]:
+    """A role to give in a person's ``roles``."""
+    return {"organisation_id": organisation["id"], "role": name}
+
+
+def roles_of(person: dict[str, Any]) -> list[tuple[str, str]]:
+    """A person's roles as (organisation id, role), sorted."""
+    return sorted((r["organisation_id"], r["role"]) for r in person["roles"])

@@ -30,7 +30,7 @@ from shared.db import get_database
 from shared.problems import PROBLEM_MIMETYPE, register_problem_handlers
 from shared.testing import unique_email
 
-from .conftest import Maker, suffix
+from .conftest import Maker, role, roles_of, suffix
 
 Call = Callable[[FlaskClient], TestResponse]
 
@@ -132,6 +132,20 @@ LOCK_PERSON = "SELECT 1 FROM people WHERE id = :id FOR UPDATE"
 LOCK_PREMISES = "SELECT 1 FROM premises WHERE id = :id FOR UPDATE"
 
 
+def patching(path: str, headers: dict[str, str], **body: Any) -> Call:
+    return lambda c: c.patch(path, json=body, headers=headers)
+
+
+def archiving(path: str, headers: dict[str, str]) -> Call:
+    return lambda c: c.post(f"{path}/archive", json={"archived": True}, headers=headers)
+
+
+def merging(keep: dict[str, Any], other: dict[str, Any], headers: dict[str, str]) -> Call:
+    return lambda c: c.post(
+        f"/api/v1/organisations/{keep['id']}/merge", json={"other_id": other["id"]}, headers=headers
+    )
+
+
 def test_two_patches_of_the_same_version_one_wins_the_other_is_409(
     contacts_app: Flask, coordinator: dict[str, str], make_org: Maker
 ) -> None:
@@ -140,8 +154,8 @@ def test_two_patches_of_the_same_version_one_wins_the_other_is_409(
     responses = overlapping(
         contacts_app,
         [
-            lambda c: c.patch(path, json={"sector": "A", "version": 1}, headers=coordinator),
-            lambda c: c.patch(path, json={"city": "B", "version": 1}, headers=coordinator),
+            patching(path, coordinator, sector="A", version=1),
+            patching(path, coordinator, city="B", version=1),
         ],
         LOCK_ORGANISATION,
         id=org["id"],
@@ -168,9 +182,9 @@ def test_patches_and_archive_without_version_take_turns_and_lose_nothing(
     responses = overlapping(
         contacts_app,
         [
-            lambda c: c.patch(path, json={"sector": "A"}, headers=coordinator),
-            lambda c: c.patch(path, json={"city": "B"}, headers=coordinator),
-            lambda c: c.post(f"{path}/archive", json={"archived": True}, headers=coordinator),
+            patching(path, coordinator, sector="A"),
+            patching(path, coordinator, city="B"),
+            archiving(path, coordinator),
         ],
         LOCK_ORGANISATION,
         id=org["id"],
@@ -189,31 +203,49 @@ def test_patches_and_archive_without_version_take_turns_and_lose_nothing(
     ]
 
 
-def test_person_patch_and_archive_take_turns(
+@pytest.mark.parametrize(
+    ("entity", "lock", "change", "changed", "events"),
+    [  # premises publish no events
+        ("person", LOCK_PERSON, {"phone": "0381 1234"}, "0381 1234", 3),
+        ("premises", LOCK_PREMISES, {"floor_area": "95"}, 95, 0),
+    ],
+)
+def test_a_patch_and_an_archive_take_turns(
     contacts_app: Flask,
-    contacts_client: FlaskClient,
     coordinator: dict[str, str],
     make_org: Maker,
+    make_person: Maker,
+    make_premises: Maker,
+    entity: str,
+    lock: str,
+    change: dict[str, Any],
+    changed: Any,
+    events: int,
 ) -> None:
-    person = contacts_client.post(
-        "/api/v1/people", json={"last_name": f"Lange{suffix()}"}, headers=coordinator
-    ).get_json()
-    path = f"/api/v1/people/{person['id']}"
+    if entity == "person":
+        record, path = make_person(), "/api/v1/people"
+    else:
+        record = make_premises(owner_id=make_org(kind="landlord")["id"])
+        path = "/api/v1/premises"
+    path = f"{path}/{record['id']}"
     responses = overlapping(
         contacts_app,
-        [
-            lambda c: c.patch(path, json={"phone": "0381 1234"}, headers=coordinator),
-            lambda c: c.post(f"{path}/archive", json={"archived": True}, headers=coordinator),
-        ],
-        LOCK_PERSON,
-        id=person["id"],
+        [patching(path, coordinator, **change), archiving(path, coordinator)],
+        lock,
+        id=record["id"],
     )
     assert statuses(responses) == [200, 200]
     assert sorted(r.get_json()["version"] for r in responses) == [2, 3]
-    now = contacts_client.get(path, headers=coordinator).get_json()
-    assert (now["phone"], now["archived"], now["version"]) == ("0381 1234", True, 3)
-    assert_increasing([v for _, v in event_versions(contacts_app, person["id"])])
-    assert len(event_versions(contacts_app, person["id"])) == 3
+    now = contacts_app.test_client().get(path, headers=coordinator).get_json()
+    (field,) = change
+    assert (now[field], now["archived"], now["version"]) == (changed, True, 3)
+    assert sorted(history_actions(contacts_app, entity, record["id"])) == [
+        "archived",
+        "created",
+        "updated",
+    ]
+    versions = [v for _, v in event_versions(contacts_app, record["id"])]
+    assert versions == list(range(1, events + 1))
 
 
 def test_the_same_role_added_twice_at_once_is_added_once(
@@ -221,19 +253,15 @@ def test_the_same_role_added_twice_at_once_is_added_once(
     contacts_client: FlaskClient,
     coordinator: dict[str, str],
     make_org: Maker,
+    make_person: Maker,
 ) -> None:
     org = make_org()
-    person = contacts_client.post(
-        "/api/v1/people", json={"last_name": f"Brandt{suffix()}"}, headers=coordinator
-    ).get_json()
+    person = make_person()
     path = f"/api/v1/people/{person['id']}"
-    roles = {"roles": [{"organisation_id": org["id"], "role": "contact_person"}]}
+    roles = [role(org, "contact_person")]
     responses = overlapping(
         contacts_app,
-        [
-            lambda c: c.patch(path, json=roles, headers=coordinator),
-            lambda c: c.patch(path, json=roles, headers=coordinator),
-        ],
+        [patching(path, coordinator, roles=roles), patching(path, coordinator, roles=roles)],
         LOCK_PERSON,
         id=person["id"],
     )
@@ -241,9 +269,7 @@ def test_the_same_role_added_twice_at_once_is_added_once(
     assert statuses(responses) == [200, 200]
     now = contacts_client.get(path, headers=coordinator).get_json()
     assert now["version"] == 2
-    assert [(r["organisation_id"], r["role"]) for r in now["roles"]] == [
-        (org["id"], "contact_person")
-    ]
+    assert roles_of(now) == [(org["id"], "contact_person")]
     assert event_versions(contacts_app, person["id"]) == [
         ("contacts.person.created", 1),
         ("contacts.person.updated", 2),
@@ -252,46 +278,7 @@ def test_the_same_role_added_twice_at_once_is_added_once(
     assert [p["person_id"] for p in people.get_json()["people"]] == [person["id"]]
     history = contacts_client.get(f"{path}/history", headers=coordinator).get_json()
     assert [h["action"] for h in history] == ["created", "updated"]
-    assert history[-1]["after"]["roles"] == [
-        {"organisation_id": org["id"], "role": "contact_person"}
-    ]
-
-
-def test_premises_patch_and_archive_take_turns(
-    contacts_app: Flask,
-    contacts_client: FlaskClient,
-    coordinator: dict[str, str],
-    make_org: Maker,
-) -> None:
-    owner = make_org(kind="landlord")
-    premises = contacts_client.post(
-        "/api/v1/premises",
-        json={
-            "street": "Warnowallee",
-            "floor_area": "80",
-            "use": "retail",
-            "owner_id": owner["id"],
-        },
-        headers=coordinator,
-    ).get_json()
-    path = f"/api/v1/premises/{premises['id']}"
-    responses = overlapping(
-        contacts_app,
-        [
-            lambda c: c.patch(path, json={"floor_area": "95"}, headers=coordinator),
-            lambda c: c.post(f"{path}/archive", json={"archived": True}, headers=coordinator),
-        ],
-        LOCK_PREMISES,
-        id=premises["id"],
-    )
-    assert statuses(responses) == [200, 200]
-    assert sorted(r.get_json()["version"] for r in responses) == [2, 3]
-    now = contacts_client.get(path, headers=coordinator).get_json()
-    assert (now["floor_area"], now["archived"], now["version"]) == (95, True, 3)
-    assert history_actions(contacts_app, "premises", premises["id"]) in (
-        ["created", "updated", "archived"],
-        ["created", "archived", "updated"],
-    )
+    assert history[-1]["after"]["roles"] == roles
 
 
 def test_merges_in_opposite_directions_archive_only_one(
@@ -299,33 +286,16 @@ def test_merges_in_opposite_directions_archive_only_one(
     contacts_client: FlaskClient,
     coordinator: dict[str, str],
     make_org: Maker,
+    make_person: Maker,
 ) -> None:
     token = suffix()
     first = make_org(name=f"Fischer {token}")
     second = make_org(name=f"Fischer {token} GmbH")
-    person = contacts_client.post(
-        "/api/v1/people",
-        json={
-            "last_name": f"Fischer{token}",
-            "roles": [{"organisation_id": second["id"], "role": "owner"}],
-        },
-        headers=coordinator,
-    ).get_json()
+    person = make_person(last_name=f"Fischer{token}", roles=[role(second, "owner")])
     both = sorted([first["id"], second["id"]])
     responses = overlapping(
         contacts_app,
-        [
-            lambda c: c.post(
-                f"/api/v1/organisations/{first['id']}/merge",
-                json={"other_id": second["id"]},
-                headers=coordinator,
-            ),
-            lambda c: c.post(
-                f"/api/v1/organisations/{second['id']}/merge",
-                json={"other_id": first["id"]},
-                headers=coordinator,
-            ),
-        ],
+        [merging(first, second, coordinator), merging(second, first, coordinator)],
         "SELECT 1 FROM organisations WHERE id IN (:a, :b) ORDER BY id FOR UPDATE",
         a=both[0],
         b=both[1],
@@ -351,41 +321,25 @@ def test_a_person_changed_while_a_merge_moves_their_role_gets_both(
     contacts_client: FlaskClient,
     coordinator: dict[str, str],
     make_org: Maker,
+    make_person: Maker,
 ) -> None:
     """The person's change reads their roles, then waits for the organisation the merge
     holds; when it gets it, the role has moved on, so it locks the new one and goes on."""
     token = suffix()
     keep = make_org(name=f"Schulz {token}")
     other = make_org(name=f"Schulz {token} e.K.")
-    person = contacts_client.post(
-        "/api/v1/people",
-        json={
-            "last_name": f"Schulz{token}",
-            "roles": [{"organisation_id": other["id"], "role": "owner"}],
-        },
-        headers=coordinator,
-    ).get_json()
+    person = make_person(last_name=f"Schulz{token}", roles=[role(other, "owner")])
+    path = f"/api/v1/people/{person['id']}"
     responses = overlapping(
         contacts_app,
-        [
-            lambda c: c.post(
-                f"/api/v1/organisations/{keep['id']}/merge",
-                json={"other_id": other["id"]},
-                headers=coordinator,
-            ),
-            lambda c: c.patch(
-                f"/api/v1/people/{person['id']}",
-                json={"first_name": "Anke"},
-                headers=coordinator,
-            ),
-        ],
+        [merging(keep, other, coordinator), patching(path, coordinator, first_name="Anke")],
         LOCK_ORGANISATION,
         id=other["id"],
     )
     assert [r.status_code for r in responses] == [200, 200], [r.get_json() for r in responses]
-    now = contacts_client.get(f"/api/v1/people/{person['id']}", headers=coordinator).get_json()
+    now = contacts_client.get(path, headers=coordinator).get_json()
     assert now["first_name"] == "Anke"
-    assert [(r["organisation_id"], r["role"]) for r in now["roles"]] == [(keep["id"], "owner")]
+    assert roles_of(now) == [(keep["id"], "owner")]
     assert event_versions(contacts_app, person["id"]) == [
         ("contacts.person.created", 1),
         ("contacts.person.updated", 2),

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from services.contacts.models import OutboxEvent
 from shared.db import get_database
 
-from .conftest import Maker, suffix
+from .conftest import Maker, role, roles_of, suffix
 
 
 def _pairs(client: FlaskClient, headers: dict[str, str], org_id: str) -> dict[str, list[str]]:
@@ -69,7 +69,12 @@ def test_candidates_by_folded_name_and_address_email_and_phone(
 
 
 def test_merge_keeps_both_histories_people_and_premises(
-    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+    make_person: Maker,
+    make_premises: Maker,
 ) -> None:
     token = suffix()
     keep = make_org(name=f"WIRO {token}", kind="housing_company", tags=["a"], needs=["nachfolge"])
@@ -85,25 +90,17 @@ def test_merge_keeps_both_histories_people_and_premises(
         json={"sector": "Wohnungswirtschaft"},
         headers=coordinator,
     )
-    person = contacts_client.post(
-        "/api/v1/people",
-        json={
-            "last_name": f"Krüger{token}",
-            "roles": [{"organisation_id": other["id"], "role": "property_manager"}],
-        },
-        headers=coordinator,
-    ).get_json()
-    premises = contacts_client.post(
-        "/api/v1/premises",
-        json={
-            "street": "Kopenhagener Straße",
-            "floor_area": "120",
-            "use": "office",
-            "owner_id": other["id"],
-            "district": "Groß Klein",
-        },
-        headers=coordinator,
-    ).get_json()
+    person = make_person(
+        last_name=f"Krüger{token}",
+        roles=[role(other, "property_manager")],
+    )
+    premises = make_premises(
+        street="Kopenhagener Straße",
+        floor_area="120",
+        use="office",
+        owner_id=other["id"],
+        district="Groß Klein",
+    )
 
     merged = contacts_client.post(
         f"/api/v1/organisations/{keep['id']}/merge",
@@ -172,33 +169,30 @@ def _events(app: Flask, aggregate_id: str) -> list[tuple[str, int, dict[str, Any
 
 
 def test_merge_moves_people_and_premises_as_their_own_changes(
-    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+    make_person: Maker,
+    make_premises: Maker,
 ) -> None:
     token = suffix()
     keep = make_org(name=f"Hausverwaltung Ost {token}", kind="landlord")
     other = make_org(name=f"Hausverwaltung Ost {token} GmbH", kind="landlord")
     elsewhere = make_org(name=f"Anderswo {token}")
-    person = contacts_client.post(
-        "/api/v1/people",
-        json={
-            "last_name": f"Peters{token}",
-            "roles": [
-                {"organisation_id": other["id"], "role": "property_manager"},
-                {"organisation_id": elsewhere["id"], "role": "owner"},
-            ],
-        },
-        headers=coordinator,
-    ).get_json()
-    premises = contacts_client.post(
-        "/api/v1/premises",
-        json={
-            "street": "Ahornstraße",
-            "floor_area": "60",
-            "use": "office",
-            "owner_id": other["id"],
-        },
-        headers=coordinator,
-    ).get_json()
+    person = make_person(
+        last_name=f"Peters{token}",
+        roles=[
+            role(other, "property_manager"),
+            role(elsewhere, "owner"),
+        ],
+    )
+    premises = make_premises(
+        street="Ahornstraße",
+        floor_area="60",
+        use="office",
+        owner_id=other["id"],
+    )
 
     merged = contacts_client.post(
         f"/api/v1/organisations/{keep['id']}/merge",
@@ -210,9 +204,7 @@ def test_merge_moves_people_and_premises_as_their_own_changes(
     # The person's change is what a PATCH of their roles writes: version, history, event.
     now = contacts_client.get(f"/api/v1/people/{person['id']}", headers=coordinator).get_json()
     assert now["version"] == 2
-    assert sorted((r["organisation_id"], r["role"]) for r in now["roles"]) == sorted(
-        [(keep["id"], "property_manager"), (elsewhere["id"], "owner")]
-    )
+    assert roles_of(now) == sorted([(keep["id"], "property_manager"), (elsewhere["id"], "owner")])
     events = _events(contacts_app, person["id"])
     assert [(type_, version) for type_, version, _ in events] == [
         ("contacts.person.created", 1),
@@ -241,21 +233,17 @@ def test_merge_moves_people_and_premises_as_their_own_changes(
 
 
 def test_merge_into_a_business_of_a_landlord_owning_premises_is_refused(
-    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, make_premises: Maker
 ) -> None:
     token = suffix()
     business = make_org(name=f"Krause {token}", kind="business")
     landlord = make_org(name=f"Krause {token} Immobilien", kind="landlord")
-    premises = contacts_client.post(
-        "/api/v1/premises",
-        json={
-            "street": "Eschenstraße",
-            "floor_area": "45",
-            "use": "retail",
-            "owner_id": landlord["id"],
-        },
-        headers=coordinator,
-    ).get_json()
+    premises = make_premises(
+        street="Eschenstraße",
+        floor_area="45",
+        use="retail",
+        owner_id=landlord["id"],
+    )
 
     refused = contacts_client.post(
         f"/api/v1/organisations/{business['id']}/merge",

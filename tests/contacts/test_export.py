@@ -21,7 +21,7 @@ from services.contacts.csvfiles import escape_formula, join_list, split_list, un
 from services.contacts.services import exports
 from shared.db import get_database
 
-from .conftest import Maker, suffix
+from .conftest import Maker, role, suffix
 from .test_import import _commit, _tagged, _upload
 
 
@@ -250,7 +250,7 @@ def test_csv_export_defuses_formulas_and_reimports_exactly(
 
 
 def test_vcard_for_one_organisation_and_a_person(
-    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, make_person: Maker
 ) -> None:
     org = make_org(
         name="Bäckerei Groß & Söhne; Filiale Groß Klein, am Markt, mit einem sehr langen Namen",
@@ -278,16 +278,12 @@ def test_vcard_for_one_organisation_and_a_person(
     assert card.uid.value == f"urn:uuid:{org['id']}"
     assert "\r\nURL:https://example.org/b%C3%A4ckerei\r\n" in text.replace("\r\n ", "")
 
-    person = contacts_client.post(
-        "/api/v1/people",
-        json={
-            "first_name": "Jürgen",
-            "last_name": "Weiß",
-            "email": "juergen@example.org",
-            "roles": [{"organisation_id": org["id"], "role": "owner"}],
-        },
-        headers=coordinator,
-    ).get_json()
+    person = make_person(
+        first_name="Jürgen",
+        last_name="Weiß",
+        email="juergen@example.org",
+        roles=[role(org, "owner")],
+    )
     text = contacts_client.get(
         f"/api/v1/people/{person['id']}/vcard", headers=coordinator
     ).get_data(as_text=True)
@@ -352,7 +348,7 @@ def test_vcards_for_a_filtered_set(
 
 
 def test_vcards_fold_by_octets_and_keep_uris_and_values_exact(
-    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, make_person: Maker
 ) -> None:
     tag = f"vcf{suffix()}"
     long_name = "Blumenhaus Jördis Weiß — Floristik & Gärtnerei am Warnowufer in Groß Klein"
@@ -389,15 +385,11 @@ def test_vcards_fold_by_octets_and_keep_uris_and_values_exact(
     assert "\r\nADR;TYPE=work:;;Warnowallee 20b;Rostock;;18107;Deutschland\r\n" in unfolded
     assert "\r\nNOTE:Zeile eins\\nZeile\tzwei mit \\\\ und \\; und \\,\r\n" in unfolded
 
-    person = contacts_client.post(
-        "/api/v1/people",
-        json={
-            "first_name": "Jördis",
-            "last_name": "Weiß, geb. Groß",
-            "roles": [{"organisation_id": first["id"], "role": "owner"}],
-        },
-        headers=coordinator,
-    ).get_json()
+    person = make_person(
+        first_name="Jördis",
+        last_name="Weiß, geb. Groß",
+        roles=[role(first, "owner")],
+    )
     content = contacts_client.get(f"/api/v1/people/{person['id']}/vcard", headers=coordinator)
     unfolded = _strict_vcard_lines(content.get_data())
     assert "\r\nN:Weiß\\, geb. Groß;Jördis;;;\r\n" in unfolded

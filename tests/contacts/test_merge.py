@@ -8,7 +8,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from .conftest import Maker, suffix
+from .conftest import Maker, role, roles_of, suffix
 from .test_duplicates import _pairs
 
 ORGS = "/api/v1/organisations"
@@ -48,26 +48,20 @@ def test_merge_joins_the_notes_of_both(
 
 
 def test_merge_moves_premises_the_other_rents(
-    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, make_premises: Maker
 ) -> None:
     token = suffix()
     landlord = make_org(name=f"Vermietung {token}", kind="landlord")
     keep = make_org(name=f"Blumen Weiß {token}")
     other = make_org(name=f"Blumenhaus Weiß {token}")
-    created = contacts_client.post(
-        "/api/v1/premises",
-        json={
-            "street": "Kolumbusring",
-            "floor_area": "45",
-            "use": "retail",
-            "owner_id": landlord["id"],
-            "status": "let",
-            "tenant_id": other["id"],
-        },
-        headers=coordinator,
+    premises = make_premises(
+        street="Kolumbusring",
+        floor_area="45",
+        use="retail",
+        owner_id=landlord["id"],
+        status="let",
+        tenant_id=other["id"],
     )
-    assert created.status_code == 201, created.get_json()
-    premises = created.get_json()
 
     _merge(contacts_client, coordinator, keep, other)
     moved = _get(contacts_client, coordinator, f"premises/{premises['id']}")
@@ -83,24 +77,16 @@ def test_merge_moves_premises_the_other_rents(
 
 
 def test_a_role_held_at_both_is_held_once_after_the_merge(
-    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, make_person: Maker
 ) -> None:
     token = suffix()
     keep = make_org(name=f"Autohaus {token}")
     other = make_org(name=f"Autohaus {token} GmbH")
-    person = contacts_client.post(
-        "/api/v1/people",
-        json={
-            "first_name": "Uwe",
-            "last_name": f"Lange{token}",
-            "roles": [
-                {"organisation_id": keep["id"], "role": "contact_person"},
-                {"organisation_id": other["id"], "role": "contact_person"},
-                {"organisation_id": other["id"], "role": "owner"},
-            ],
-        },
-        headers=coordinator,
-    ).get_json()
+    person = make_person(
+        first_name="Uwe",
+        last_name=f"Lange{token}",
+        roles=[role(keep, "contact_person"), role(other, "contact_person"), role(other, "owner")],
+    )
 
     merged = _merge(contacts_client, coordinator, keep, other)
     assert sorted((p["person_id"], p["role"]) for p in merged["people"]) == [
@@ -108,7 +94,7 @@ def test_a_role_held_at_both_is_held_once_after_the_merge(
         (person["id"], "owner"),
     ]
     now = _get(contacts_client, coordinator, f"people/{person['id']}")
-    assert sorted((r["organisation_id"], r["role"]) for r in now["roles"]) == [
+    assert roles_of(now) == [
         (keep["id"], "contact_person"),
         (keep["id"], "owner"),
     ]

@@ -7,7 +7,7 @@ from flask.testing import FlaskClient
 from services.contacts.normalise import index_terms, match_name, query_terms, tsquery
 from services.contacts.services.search import CANDIDATES
 
-from .conftest import Maker, suffix
+from .conftest import Maker, role, suffix
 
 
 def _search(client: FlaskClient, headers: dict[str, str], q: str) -> list[str]:
@@ -73,7 +73,7 @@ def test_street_abbreviation_both_ways(
 
 
 def test_prefixes_sector_tags_and_people(
-    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, make_person: Maker
 ) -> None:
     token = suffix()
     org = make_org(
@@ -82,15 +82,11 @@ def test_prefixes_sector_tags_and_people(
     assert org["id"] in _search(contacts_client, coordinator, f"zwei {token}")  # type-ahead
     assert org["id"] in _search(contacts_client, coordinator, f"fahrrad {token}")
     assert org["id"] in _search(contacts_client, coordinator, f"radwerk{token[:4]}")
-    person = contacts_client.post(
-        "/api/v1/people",
-        json={
-            "first_name": "Søren",
-            "last_name": f"Weißgerber{token}",
-            "roles": [{"organisation_id": org["id"], "role": "owner"}],
-        },
-        headers=coordinator,
-    ).get_json()
+    person = make_person(
+        first_name="Søren",
+        last_name=f"Weißgerber{token}",
+        roles=[role(org, "owner")],
+    )
     found = _search(contacts_client, coordinator, f"weissgerber{token}")
     assert person["id"] in found  # the person
     assert org["id"] in found  # and the organisation they own

@@ -2,27 +2,23 @@
 
 Each test holds a row lock (or an uncommitted insert) in a transaction of its own, starts
 two requests in threads, waits until PostgreSQL shows both waiting for that lock, and
-then lets go. Before the fix both requests read the same version and both wrote it (or
-the second insert ended in a 500); now the writers take turns.
+then lets go (the helpers are in concurrency.py). Before the fix both requests read the
+same version and both wrote it (or the second insert ended in a 500); now the writers take
+turns.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.test import TestResponse
 
 from services.contacts.models import Change, OutboxEvent
 from services.contacts.services import organisations
@@ -30,73 +26,8 @@ from shared.db import get_database
 from shared.problems import PROBLEM_MIMETYPE, register_problem_handlers
 from shared.testing import unique_email
 
+from .concurrency import overlapping, statuses
 from .conftest import Maker, suffix
-
-Call = Callable[[FlaskClient], TestResponse]
-
-
-def _engine(app: Flask) -> Engine:
-    return get_database(app).engine
-
-
-@contextmanager
-def holding(app: Flask, statement: str, **params: Any) -> Iterator[Connection]:
-    """Run ``statement`` (a ``SELECT … FOR UPDATE``, an insert) in a transaction that stays
-    open inside the block and is rolled back at its end: what it locks stays locked."""
-    with _engine(app).connect() as conn:
-        conn.execute(text(statement), params)
-        try:
-            yield conn
-        finally:
-            conn.rollback()
-
-
-def waiting_for_locks(app: Flask) -> int:
-    """Backends of this database waiting for a lock right now (a fresh statistics snapshot
-    each call: a new connection's transaction)."""
-    with _engine(app).connect() as conn:
-        return int(
-            conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-            or 0
-        )
-
-
-def overlapping(
-    app: Flask, calls: list[Call], statement: str, timeout: float = 15.0, **params: Any
-) -> list[TestResponse]:
-    """Start the calls one after the other while ``statement`` holds its lock, each once
-    the one before waits for it (so they queue in this order), then let go. The answers,
-    in the order of ``calls``."""
-    with ThreadPoolExecutor(len(calls)) as pool:
-        with holding(app, statement, **params):
-            futures: list[Future[TestResponse]] = []
-            for call in calls:
-                futures.append(pool.submit(call, app.test_client()))
-                _wait_for_waiters(app, futures, timeout)
-        return [future.result(timeout=timeout) for future in futures]
-
-
-def _wait_for_waiters(app: Flask, futures: list[Future[TestResponse]], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while waiting_for_locks(app) < len(futures):
-        done = [f for f in futures if f.done()]
-        if done:  # a call that did not wait for the lock: show what it answered
-            response = done[0].result()
-            pytest.fail(f"a call did not wait: {response.status_code} {response.data!r}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"the calls did not all wait for the lock within {timeout} s")
-        time.sleep(0.02)
-
-
-def statuses(responses: list[TestResponse]) -> list[int]:
-    for response in responses:
-        assert response.status_code < 500, response.get_json()
-    return sorted(response.status_code for response in responses)
 
 
 def event_versions(app: Flask, aggregate_id: str) -> list[tuple[str, int]]:
@@ -469,7 +400,7 @@ def test_constraint_violations_and_stale_writes_reaching_the_handler_are_409(
     violation is a 409 problem, logged without the statement's parameters."""
     name = f"Geheim {suffix()}"
     errors: dict[str, Exception] = {}
-    with _engine(contacts_app).connect() as conn:
+    with get_database(contacts_app).engine.connect() as conn:
         conn.execute(
             text("INSERT INTO districts (name, active) VALUES (:name, true)"), {"name": name}
         )
@@ -531,19 +462,20 @@ def test_an_import_compares_what_it_matches_after_an_edit_at_the_same_time(
     ).get_json()
     assert (body["updated_count"], body["skipped_count"]) == (0, 1)  # the same, as it stands
     edit = "UPDATE organisations SET sector = 'Imbiss', version = version + 1 WHERE id = :id"
-    with ThreadPoolExecutor(1) as pool:
-        with holding(contacts_app, edit, id=org["id"]) as conn:
-            future = pool.submit(
-                lambda c: c.post(
-                    f"/api/v1/imports/{body['id']}/commit",
-                    json={"mode": "valid_only"},
-                    headers=coordinator,
-                ),
-                contacts_app.test_client(),
+    [committed] = overlapping(  # the edit lands while the commit waits
+        contacts_app,
+        [
+            lambda c: c.post(
+                f"/api/v1/imports/{body['id']}/commit",
+                json={"mode": "valid_only"},
+                headers=coordinator,
             )
-            _wait_for_waiters(contacts_app, [future], 15.0)
-            conn.commit()  # the edit lands while the commit waits
-        done = future.result(timeout=15).get_json()
+        ],
+        edit,
+        commit=True,
+        id=org["id"],
+    )
+    done = committed.get_json()
     assert (done["status"], done["updated_count"]) == ("committed", 1)
     now = contacts_client.get(f"/api/v1/organisations/{org['id']}", headers=coordinator)
     assert now.get_json()["sector"] == "Handel"

@@ -9,6 +9,7 @@ turns.
 
 from __future__ import annotations
 
+import io
 import logging
 import uuid
 from typing import Any
@@ -26,7 +27,7 @@ from shared.db import get_database
 from shared.problems import PROBLEM_MIMETYPE, register_problem_handlers
 from shared.testing import unique_email
 
-from .concurrency import overlapping, statuses
+from .concurrency import Call, overlapping, statuses
 from .conftest import Maker, suffix
 
 
@@ -61,6 +62,18 @@ def history_actions(app: Flask, entity_type: str, entity_id: str) -> list[str]:
 LOCK_ORGANISATION = "SELECT 1 FROM organisations WHERE id = :id FOR UPDATE"
 LOCK_PERSON = "SELECT 1 FROM people WHERE id = :id FOR UPDATE"
 LOCK_PREMISES = "SELECT 1 FROM premises WHERE id = :id FOR UPDATE"
+
+
+def merging(survivor_id: str, other_id: str, headers: dict[str, str]) -> Call:
+    return lambda c: c.post(
+        f"/api/v1/organisations/{survivor_id}/merge", json={"other_id": other_id}, headers=headers
+    )
+
+
+def renaming(district_id: int, name: str, headers: dict[str, str]) -> Call:
+    return lambda c: c.patch(
+        f"/api/v1/districts/{district_id}", json={"name": name}, headers=headers
+    )
 
 
 def test_two_patches_of_the_same_version_one_wins_the_other_is_409(
@@ -246,16 +259,8 @@ def test_merges_in_opposite_directions_archive_only_one(
     responses = overlapping(
         contacts_app,
         [
-            lambda c: c.post(
-                f"/api/v1/organisations/{first['id']}/merge",
-                json={"other_id": second["id"]},
-                headers=coordinator,
-            ),
-            lambda c: c.post(
-                f"/api/v1/organisations/{second['id']}/merge",
-                json={"other_id": first["id"]},
-                headers=coordinator,
-            ),
+            merging(first["id"], second["id"], coordinator),
+            merging(second["id"], first["id"], coordinator),
         ],
         "SELECT 1 FROM organisations WHERE id IN (:a, :b) ORDER BY id FOR UPDATE",
         a=both[0],
@@ -299,11 +304,7 @@ def test_a_person_changed_while_a_merge_moves_their_role_gets_both(
     responses = overlapping(
         contacts_app,
         [
-            lambda c: c.post(
-                f"/api/v1/organisations/{keep['id']}/merge",
-                json={"other_id": other["id"]},
-                headers=coordinator,
-            ),
+            merging(keep["id"], other["id"], coordinator),
             lambda c: c.patch(
                 f"/api/v1/people/{person['id']}",
                 json={"first_name": "Anke"},
@@ -325,6 +326,113 @@ def test_a_person_changed_while_a_merge_moves_their_role_gets_both(
     # The kept organisation's search text has the new first name.
     found = contacts_client.get(f"/api/v1/search?q=anke schulz{token}", headers=coordinator)
     assert keep["id"] in {hit["id"] for hit in found.get_json()["items"]}
+
+
+LOCK_NEED = "SELECT 1 FROM needs WHERE key = :key FOR UPDATE"
+
+
+def _district_and_need(client: FlaskClient, admin: dict[str, str], tag: str) -> tuple[int, str]:
+    """A new district, named "Altviertel <tag>", and a new need: their id and key."""
+    district = client.post("/api/v1/districts", json={"name": f"Altviertel {tag}"}, headers=admin)
+    need = client.post("/api/v1/needs", json={"label": f"Bedarf {tag}"}, headers=admin)
+    assert (district.status_code, need.status_code) == (201, 201)
+    return district.get_json()["id"], need.get_json()["key"]
+
+
+def _previewed(client: FlaskClient, headers: dict[str, str], content: bytes) -> dict[str, Any]:
+    """The preview of a CSV file uploaded for import."""
+    response = client.post(
+        "/api/v1/imports",
+        data={"file": (io.BytesIO(content), "register.csv")},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    return dict(response.get_json())
+
+
+def _found(client: FlaskClient, headers: dict[str, str], query: str) -> set[str]:
+    hits = client.get("/api/v1/search", query_string={"q": query}, headers=headers)
+    return {hit["id"] for hit in hits.get_json()["items"]}
+
+
+def _assert_in_the_renamed_district(
+    client: FlaskClient, headers: dict[str, str], org_id: str, tag: str
+) -> None:
+    """The organisation is in Neuviertel <tag>, found by that name and not by the old."""
+    now = client.get(f"/api/v1/organisations/{org_id}", headers=headers)
+    assert now.get_json()["district"] == f"Neuviertel {tag}"
+    assert _found(client, headers, f"neuviertel {tag}") == {org_id}
+    assert _found(client, headers, f"altviertel {tag}") == set()
+
+
+@pytest.mark.parametrize("how", ["post", "patch", "import"])
+def test_an_organisation_given_a_district_while_it_is_renamed_is_found_by_the_new_name(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    admin: dict[str, str],
+    make_org: Maker,
+    how: str,
+) -> None:
+    """The write reads the district's name, writes the organisation's search text and then
+    waits (for the need it gives, whose row the test holds); the rename starts meanwhile.
+    The rename read which organisations had the district before the write committed, so
+    the organisation kept the old name in its search text (until a reindex). Now the write
+    holds the district from the start, the rename waits for it and then sees the
+    organisation."""
+    tag = suffix()
+    district_id, need = _district_and_need(contacts_client, admin, tag)
+    given = {"district": f"Altviertel {tag}", "needs": [need]}
+    name = f"Laden {tag}"
+    if how == "post":
+        path, body = "/api/v1/organisations", {"kind": "business", "name": name, **given}
+    elif how == "patch":
+        path, body = f"/api/v1/organisations/{make_org(name=name)['id']}", given
+    else:
+        content = f"name;district;needs\n{name};Altviertel {tag};{need}\n".encode()
+        upload = _previewed(contacts_client, coordinator, content)
+        assert upload["valid_rows"] == 1, upload
+        path, body = f"/api/v1/imports/{upload['id']}/commit", {"mode": "valid_only"}
+    method = "PATCH" if how == "patch" else "POST"
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.open(path, method=method, json=body, headers=coordinator),
+            renaming(district_id, f"Neuviertel {tag}", admin),
+        ],
+        LOCK_NEED,
+        key=need,
+    )
+    assert statuses(responses) in ([200, 200], [200, 201])
+    [org_id] = _found(contacts_client, coordinator, name)
+    _assert_in_the_renamed_district(contacts_client, coordinator, org_id, tag)
+
+
+def test_a_merge_that_gives_the_survivor_a_district_being_renamed_leaves_the_new_name(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    admin: dict[str, str],
+    make_org: Maker,
+) -> None:
+    """The merge holds the organisation it absorbs, which has the district; the rename
+    waits for it there, having read which organisations have the district. The survivor
+    gets the district from the merge, and the rename reads them again once it has them."""
+    tag = suffix()
+    district_id, _ = _district_and_need(contacts_client, admin, tag)
+    survivor = make_org(name=f"Nord {tag}")
+    other = make_org(name=f"Nord {tag} GmbH", district=f"Altviertel {tag}")
+    merged, renamed = overlapping(
+        contacts_app,
+        [
+            merging(survivor["id"], other["id"], coordinator),
+            renaming(district_id, f"Neuviertel {tag}", admin),
+        ],
+        LOCK_ORGANISATION,
+        id=other["id"],
+    )
+    assert (merged.status_code, renamed.status_code) == (200, 200), merged.get_json()
+    _assert_in_the_renamed_district(contacts_client, coordinator, survivor["id"], tag)
 
 
 def test_two_districts_of_one_name_at_once_one_is_409(
@@ -449,17 +557,11 @@ def test_an_import_compares_what_it_matches_after_an_edit_at_the_same_time(
 ) -> None:
     """The commit locks the organisations its rows match before it decides which rows
     would change nothing: an edit that lands meanwhile is compared with, not missed."""
-    import io
 
     tag = suffix()
     org = make_org(name=f"Kiosk {tag}", sector="Handel", email=f"k@{tag}.example")
     content = f"name;email;sector\nKiosk {tag};k@{tag}.example;Handel\n".encode()
-    body = contacts_client.post(
-        "/api/v1/imports",
-        data={"file": (io.BytesIO(content), "kiosk.csv")},
-        headers=coordinator,
-        content_type="multipart/form-data",
-    ).get_json()
+    body = _previewed(contacts_client, coordinator, content)
     assert (body["updated_count"], body["skipped_count"]) == (0, 1)  # the same, as it stands
     edit = "UPDATE organisations SET sector = 'Imbiss', version = version + 1 WHERE id = :id"
     [committed] = overlapping(  # the edit lands while the commit waits

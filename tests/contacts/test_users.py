@@ -6,7 +6,6 @@ contacts database of their own, where they know all of them.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,10 +17,9 @@ from sqlalchemy import text
 from services.contacts import services as contacts_services
 from shared.auth import hash_password
 from shared.db import get_database
-from shared.embedded import drop_database, ensure_database
 from shared.migrations import upgrade
-from shared.settings import Settings, service_database_url
-from shared.testing import Engines, auth, unique_email
+from shared.settings import Settings
+from shared.testing import Engines, auth, own_database, unique_email
 
 from ..visits.helpers import close_app
 from .concurrency import overlapping, statuses, unhindered
@@ -213,21 +211,16 @@ def test_a_sign_in_rechecks_under_the_row_lock_what_changed_since_its_password_c
 @pytest.fixture(scope="module")
 def register(engines: Engines, make_settings: Callable[..., Settings]) -> Iterator[Flask]:
     """A contacts app on a database of its own."""
-    url = service_database_url(
-        engines.database_server, "contacts", prefix=f"users_{secrets.token_hex(4)}"
-    )
-    name = url.rsplit("/", 1)[-1]
-    ensure_database(engines.database_server, name)
-    upgrade("contacts", url)
     from services.contacts.app import create_app
 
-    app = create_app(make_settings("contacts", database_url=url))
-    app.config["TESTING"] = True
-    try:
-        yield app
-    finally:
-        close_app(app)
-        drop_database(engines.database_server, name)
+    with own_database(engines, "contacts", "users") as url:
+        upgrade("contacts", url)
+        app = create_app(make_settings("contacts", database_url=url))
+        app.config["TESTING"] = True
+        try:
+            yield app
+        finally:
+            close_app(app)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 import redis
@@ -62,7 +61,7 @@ def create_service_app(
     app.extensions["quartier.redis"] = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2
     )
-    init_token_revocations(app, get_redis(app), timedelta(seconds=settings.token_ttl_seconds))
+    init_token_revocations(app, get_redis(app))
     celery = celery_init_app(app, service, settings.redis_url)
     # Registered before the limiter, so it runs after the limiter's header hook.
     app.after_request(_retry_after_only_when_refused)

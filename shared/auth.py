@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -145,9 +144,16 @@ def decode_token(secret: str, token: str) -> Principal:
 # works, whatever the clocks of the processes say and however close together (a counter
 # has no resolution to run out of, as a "not before" time of whole seconds would).
 #
-# A generation is kept for as long as a token of it may live (the longest token lifetime
-# and the leeway, counted again at each sign-in and change); when it lapses, every token
-# that carried it has expired, so counting from 0 again voids nothing that is still valid.
+# A generation is kept in Redis without an expiry. An expiry of a token lifetime after the
+# last sign-in or change would be the lifetime as configured at that moment: once an
+# operator shortened TOKEN_TTL_SECONDS, a sign-in or change under the short setting would
+# cut the key's life short, the key would lapse while tokens issued under the longer one
+# still lived, the generation would count from 0 again, and those tokens, revoked, would
+# be valid once more. Expiring a key after the longest-lived token ever issued for its user
+# would be right too, but only as long as every process that issues or revokes kept track
+# of that; a key kept for good is one small integer per staff user, and no setting, clock
+# or process can make it lapse early. A key left with an expiry (as versions before this
+# one set it) is made permanent at its user's next sign-in or change.
 # Lookups are cached for a few seconds per process, so a change reaches the other
 # processes within that time; the process that made it knows it at once.
 
@@ -160,16 +166,11 @@ class TokenRevocations:
     def __init__(
         self,
         client: redis.Redis,
-        keep: timedelta,
         *,
         cache_seconds: float = REVOCATION_CACHE_SECONDS,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``keep``: the longest lifetime of a staff token, leeway included."""
         self._client = client
-        # Kept a cache lifetime longer, so that no process still holds a lapsed generation
-        # in its cache when a new token of the generation counted from 0 comes in.
-        self._keep = math.ceil(keep.total_seconds() + cache_seconds)
         self._cache: TTLCache[str, int] = TTLCache(maxsize=10_000, ttl=cache_seconds, timer=timer)
         self._lock = threading.Lock()  # the cache is shared by a worker's threads
 
@@ -188,10 +189,10 @@ class TokenRevocations:
         return self._remember(subject, value)
 
     def for_new_token(self, subject: str) -> int:
-        """The generation a new token of ``subject`` carries; it is kept (if there is one)
-        for as long as that token may live. Call it under the user's row lock."""
+        """The generation a new token of ``subject`` carries (kept without an expiry, if
+        there is one). Call it under the user's row lock."""
         with _token_store(), self._client.pipeline(transaction=True) as pipe:
-            pipe.expire(self.key(subject), self._keep)
+            pipe.persist(self.key(subject))
             pipe.get(self.key(subject))
             _, raw = pipe.execute()
         return self._remember(subject, int(raw or 0))
@@ -201,7 +202,7 @@ class TokenRevocations:
         before the commit: if Redis cannot be reached the change fails with it (503)."""
         with _token_store(), self._client.pipeline(transaction=True) as pipe:
             pipe.incr(self.key(subject))
-            pipe.expire(self.key(subject), self._keep)
+            pipe.persist(self.key(subject))  # INCR keeps an expiry an older version set
             generation, _ = pipe.execute()
         with self._lock:
             self._cache[subject] = int(generation)
@@ -209,7 +210,7 @@ class TokenRevocations:
 
     def _remember(self, subject: str, value: int) -> int:
         # A lookup that started before this process revoked must not put back the older
-        # value; generations only go down when they lapse, long after any cached entry.
+        # value; generations never go down.
         with self._lock:
             value = max(value, self._cache.get(subject, value))
             self._cache[subject] = value
@@ -224,8 +225,8 @@ def _token_store() -> Iterator[None]:
         raise ServiceUnavailable(REVOCATIONS_DOWN) from exc
 
 
-def init_token_revocations(app: Flask, client: redis.Redis, token_ttl: timedelta) -> None:
-    app.extensions[REVOCATIONS_KEY] = TokenRevocations(client, token_ttl + LEEWAY)
+def init_token_revocations(app: Flask, client: redis.Redis) -> None:
+    app.extensions[REVOCATIONS_KEY] = TokenRevocations(client)
 
 
 def token_revocations(app: Flask | None = None) -> TokenRevocations:

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,21 @@ def cli_env(engines: Engines, secret_key: str, tmp_path: Path) -> dict[str, str]
         "QUARTIER_VAR_DIR": str(tmp_path),
         "QUARTIER_ENV": "test",
     }
+
+
+@contextmanager
+def own_database(engines: Engines, service: str, label: str) -> Iterator[str]:
+    """The URL of a new, empty database for ``service`` on the test server, dropped at the
+    end: for a test that must know every row there, or migrates step by step."""
+    url = service_database_url(
+        engines.database_server, service, prefix=f"{label}_{secrets.token_hex(4)}"
+    )
+    name = url.rsplit("/", 1)[-1]
+    ensure_database(engines.database_server, name)
+    try:
+        yield url
+    finally:
+        drop_database(engines.database_server, name)
 
 
 def unique_email(prefix: str = "user") -> str:

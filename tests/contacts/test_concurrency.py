@@ -2,27 +2,24 @@
 
 Each test holds a row lock (or an uncommitted insert) in a transaction of its own, starts
 two requests in threads, waits until PostgreSQL shows both waiting for that lock, and
-then lets go. Before the fix both requests read the same version and both wrote it (or
-the second insert ended in a 500); now the writers take turns.
+then lets go (the helpers are in concurrency.py). Before the fix both requests read the
+same version and both wrote it (or the second insert ended in a 500); now the writers take
+turns.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.test import TestResponse
 
 from services.contacts.models import Change, OutboxEvent
 from services.contacts.services import organisations
@@ -30,73 +27,8 @@ from shared.db import get_database
 from shared.problems import PROBLEM_MIMETYPE, register_problem_handlers
 from shared.testing import unique_email
 
+from .concurrency import Call, overlapping, statuses
 from .conftest import Maker, role, roles_of, suffix
-
-Call = Callable[[FlaskClient], TestResponse]
-
-
-def _engine(app: Flask) -> Engine:
-    return get_database(app).engine
-
-
-@contextmanager
-def holding(app: Flask, statement: str, **params: Any) -> Iterator[Connection]:
-    """Run ``statement`` (a ``SELECT … FOR UPDATE``, an insert) in a transaction that stays
-    open inside the block and is rolled back at its end: what it locks stays locked."""
-    with _engine(app).connect() as conn:
-        conn.execute(text(statement), params)
-        try:
-            yield conn
-        finally:
-            conn.rollback()
-
-
-def waiting_for_locks(app: Flask) -> int:
-    """Backends of this database waiting for a lock right now (a fresh statistics snapshot
-    each call: a new connection's transaction)."""
-    with _engine(app).connect() as conn:
-        return int(
-            conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-            or 0
-        )
-
-
-def overlapping(
-    app: Flask, calls: list[Call], statement: str, timeout: float = 15.0, **params: Any
-) -> list[TestResponse]:
-    """Start the calls one after the other while ``statement`` holds its lock, each once
-    the one before waits for it (so they queue in this order), then let go. The answers,
-    in the order of ``calls``."""
-    with ThreadPoolExecutor(len(calls)) as pool:
-        with holding(app, statement, **params):
-            futures: list[Future[TestResponse]] = []
-            for call in calls:
-                futures.append(pool.submit(call, app.test_client()))
-                _wait_for_waiters(app, futures, timeout)
-        return [future.result(timeout=timeout) for future in futures]
-
-
-def _wait_for_waiters(app: Flask, futures: list[Future[TestResponse]], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while waiting_for_locks(app) < len(futures):
-        done = [f for f in futures if f.done()]
-        if done:  # a call that did not wait for the lock: show what it answered
-            response = done[0].result()
-            pytest.fail(f"a call did not wait: {response.status_code} {response.data!r}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"the calls did not all wait for the lock within {timeout} s")
-        time.sleep(0.02)
-
-
-def statuses(responses: list[TestResponse]) -> list[int]:
-    for response in responses:
-        assert response.status_code < 500, response.get_json()
-    return sorted(response.status_code for response in responses)
 
 
 def event_versions(app: Flask, aggregate_id: str) -> list[tuple[str, int]]:
@@ -140,9 +72,15 @@ def archiving(path: str, headers: dict[str, str]) -> Call:
     return lambda c: c.post(f"{path}/archive", json={"archived": True}, headers=headers)
 
 
-def merging(keep: dict[str, Any], other: dict[str, Any], headers: dict[str, str]) -> Call:
+def merging(survivor_id: str, other_id: str, headers: dict[str, str]) -> Call:
     return lambda c: c.post(
-        f"/api/v1/organisations/{keep['id']}/merge", json={"other_id": other["id"]}, headers=headers
+        f"/api/v1/organisations/{survivor_id}/merge", json={"other_id": other_id}, headers=headers
+    )
+
+
+def renaming(district_id: int, name: str, headers: dict[str, str]) -> Call:
+    return lambda c: c.patch(
+        f"/api/v1/districts/{district_id}", json={"name": name}, headers=headers
     )
 
 
@@ -295,7 +233,10 @@ def test_merges_in_opposite_directions_archive_only_one(
     both = sorted([first["id"], second["id"]])
     responses = overlapping(
         contacts_app,
-        [merging(first, second, coordinator), merging(second, first, coordinator)],
+        [
+            merging(first["id"], second["id"], coordinator),
+            merging(second["id"], first["id"], coordinator),
+        ],
         "SELECT 1 FROM organisations WHERE id IN (:a, :b) ORDER BY id FOR UPDATE",
         a=both[0],
         b=both[1],
@@ -332,7 +273,10 @@ def test_a_person_changed_while_a_merge_moves_their_role_gets_both(
     path = f"/api/v1/people/{person['id']}"
     responses = overlapping(
         contacts_app,
-        [merging(keep, other, coordinator), patching(path, coordinator, first_name="Anke")],
+        [
+            merging(keep["id"], other["id"], coordinator),
+            patching(path, coordinator, first_name="Anke"),
+        ],
         LOCK_ORGANISATION,
         id=other["id"],
     )
@@ -348,6 +292,113 @@ def test_a_person_changed_while_a_merge_moves_their_role_gets_both(
     # The kept organisation's search text has the new first name.
     found = contacts_client.get(f"/api/v1/search?q=anke schulz{token}", headers=coordinator)
     assert keep["id"] in {hit["id"] for hit in found.get_json()["items"]}
+
+
+LOCK_NEED = "SELECT 1 FROM needs WHERE key = :key FOR UPDATE"
+
+
+def _district_and_need(client: FlaskClient, admin: dict[str, str], tag: str) -> tuple[int, str]:
+    """A new district, named "Altviertel <tag>", and a new need: their id and key."""
+    district = client.post("/api/v1/districts", json={"name": f"Altviertel {tag}"}, headers=admin)
+    need = client.post("/api/v1/needs", json={"label": f"Bedarf {tag}"}, headers=admin)
+    assert (district.status_code, need.status_code) == (201, 201)
+    return district.get_json()["id"], need.get_json()["key"]
+
+
+def _previewed(client: FlaskClient, headers: dict[str, str], content: bytes) -> dict[str, Any]:
+    """The preview of a CSV file uploaded for import."""
+    response = client.post(
+        "/api/v1/imports",
+        data={"file": (io.BytesIO(content), "register.csv")},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    return dict(response.get_json())
+
+
+def _found(client: FlaskClient, headers: dict[str, str], query: str) -> set[str]:
+    hits = client.get("/api/v1/search", query_string={"q": query}, headers=headers)
+    return {hit["id"] for hit in hits.get_json()["items"]}
+
+
+def _assert_in_the_renamed_district(
+    client: FlaskClient, headers: dict[str, str], org_id: str, tag: str
+) -> None:
+    """The organisation is in Neuviertel <tag>, found by that name and not by the old."""
+    now = client.get(f"/api/v1/organisations/{org_id}", headers=headers)
+    assert now.get_json()["district"] == f"Neuviertel {tag}"
+    assert _found(client, headers, f"neuviertel {tag}") == {org_id}
+    assert _found(client, headers, f"altviertel {tag}") == set()
+
+
+@pytest.mark.parametrize("how", ["post", "patch", "import"])
+def test_an_organisation_given_a_district_while_it_is_renamed_is_found_by_the_new_name(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    admin: dict[str, str],
+    make_org: Maker,
+    how: str,
+) -> None:
+    """The write reads the district's name, writes the organisation's search text and then
+    waits (for the need it gives, whose row the test holds); the rename starts meanwhile.
+    The rename read which organisations had the district before the write committed, so
+    the organisation kept the old name in its search text (until a reindex). Now the write
+    holds the district from the start, the rename waits for it and then sees the
+    organisation."""
+    tag = suffix()
+    district_id, need = _district_and_need(contacts_client, admin, tag)
+    given = {"district": f"Altviertel {tag}", "needs": [need]}
+    name = f"Laden {tag}"
+    if how == "post":
+        path, body = "/api/v1/organisations", {"kind": "business", "name": name, **given}
+    elif how == "patch":
+        path, body = f"/api/v1/organisations/{make_org(name=name)['id']}", given
+    else:
+        content = f"name;district;needs\n{name};Altviertel {tag};{need}\n".encode()
+        upload = _previewed(contacts_client, coordinator, content)
+        assert upload["valid_rows"] == 1, upload
+        path, body = f"/api/v1/imports/{upload['id']}/commit", {"mode": "valid_only"}
+    method = "PATCH" if how == "patch" else "POST"
+    responses = overlapping(
+        contacts_app,
+        [
+            lambda c: c.open(path, method=method, json=body, headers=coordinator),
+            renaming(district_id, f"Neuviertel {tag}", admin),
+        ],
+        LOCK_NEED,
+        key=need,
+    )
+    assert statuses(responses) in ([200, 200], [200, 201])
+    [org_id] = _found(contacts_client, coordinator, name)
+    _assert_in_the_renamed_district(contacts_client, coordinator, org_id, tag)
+
+
+def test_a_merge_that_gives_the_survivor_a_district_being_renamed_leaves_the_new_name(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    admin: dict[str, str],
+    make_org: Maker,
+) -> None:
+    """The merge holds the organisation it absorbs, which has the district; the rename
+    waits for it there, having read which organisations have the district. The survivor
+    gets the district from the merge, and the rename reads them again once it has them."""
+    tag = suffix()
+    district_id, _ = _district_and_need(contacts_client, admin, tag)
+    survivor = make_org(name=f"Nord {tag}")
+    other = make_org(name=f"Nord {tag} GmbH", district=f"Altviertel {tag}")
+    merged, renamed = overlapping(
+        contacts_app,
+        [
+            merging(survivor["id"], other["id"], coordinator),
+            renaming(district_id, f"Neuviertel {tag}", admin),
+        ],
+        LOCK_ORGANISATION,
+        id=other["id"],
+    )
+    assert (merged.status_code, renamed.status_code) == (200, 200), merged.get_json()
+    _assert_in_the_renamed_district(contacts_client, coordinator, survivor["id"], tag)
 
 
 def test_two_districts_of_one_name_at_once_one_is_409(
@@ -423,7 +474,7 @@ def test_constraint_violations_and_stale_writes_reaching_the_handler_are_409(
     violation is a 409 problem, logged without the statement's parameters."""
     name = f"Geheim {suffix()}"
     errors: dict[str, Exception] = {}
-    with _engine(contacts_app).connect() as conn:
+    with get_database(contacts_app).engine.connect() as conn:
         conn.execute(
             text("INSERT INTO districts (name, active) VALUES (:name, true)"), {"name": name}
         )
@@ -472,32 +523,27 @@ def test_an_import_compares_what_it_matches_after_an_edit_at_the_same_time(
 ) -> None:
     """The commit locks the organisations its rows match before it decides which rows
     would change nothing: an edit that lands meanwhile is compared with, not missed."""
-    import io
 
     tag = suffix()
     org = make_org(name=f"Kiosk {tag}", sector="Handel", email=f"k@{tag}.example")
     content = f"name;email;sector\nKiosk {tag};k@{tag}.example;Handel\n".encode()
-    body = contacts_client.post(
-        "/api/v1/imports",
-        data={"file": (io.BytesIO(content), "kiosk.csv")},
-        headers=coordinator,
-        content_type="multipart/form-data",
-    ).get_json()
+    body = _previewed(contacts_client, coordinator, content)
     assert (body["updated_count"], body["skipped_count"]) == (0, 1)  # the same, as it stands
     edit = "UPDATE organisations SET sector = 'Imbiss', version = version + 1 WHERE id = :id"
-    with ThreadPoolExecutor(1) as pool:
-        with holding(contacts_app, edit, id=org["id"]) as conn:
-            future = pool.submit(
-                lambda c: c.post(
-                    f"/api/v1/imports/{body['id']}/commit",
-                    json={"mode": "valid_only"},
-                    headers=coordinator,
-                ),
-                contacts_app.test_client(),
+    [committed] = overlapping(  # the edit lands while the commit waits
+        contacts_app,
+        [
+            lambda c: c.post(
+                f"/api/v1/imports/{body['id']}/commit",
+                json={"mode": "valid_only"},
+                headers=coordinator,
             )
-            _wait_for_waiters(contacts_app, [future], 15.0)
-            conn.commit()  # the edit lands while the commit waits
-        done = future.result(timeout=15).get_json()
+        ],
+        edit,
+        commit=True,
+        id=org["id"],
+    )
+    done = committed.get_json()
     assert (done["status"], done["updated_count"]) == ("committed", 1)
     now = contacts_client.get(f"/api/v1/organisations/{org['id']}", headers=coordinator)
     assert now.get_json()["sector"] == "Handel"

@@ -376,6 +376,33 @@ def test_vacant_premises_by_district_use_and_size(
     assert history[-1]["after"] == {"status": "let", "tenant_id": tenant["id"]}
 
 
+def test_the_premises_history_records_floor_areas_and_rents_as_numbers(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """As the API gives them: the history recorded "85.50" next to a record of 85.5."""
+    owner = make_org(kind="landlord")
+    body = {
+        "street": "Kopenhagener Straße",
+        "floor_area": "85.50",
+        "rent_per_m2": "9.75",
+        "use": "office",
+        "owner_id": owner["id"],
+    }
+    made = contacts_client.post("/api/v1/premises", json=body, headers=coordinator).get_json()
+    path = f"/api/v1/premises/{made['id']}"
+    patched = contacts_client.patch(
+        path, json={"floor_area": "92", "rent_per_m2": None}, headers=coordinator
+    ).get_json()
+    created, updated = contacts_client.get(f"{path}/history", headers=coordinator).get_json()
+    assert (made["floor_area"], made["rent_per_m2"]) == (85.5, 9.75)
+    assert (created["after"]["floor_area"], created["after"]["rent_per_m2"]) == (85.5, 9.75)
+    assert updated["before"] == {"floor_area": 85.5, "rent_per_m2": 9.75}
+    assert updated["after"] == {"floor_area": 92, "rent_per_m2": None}
+    assert (patched["floor_area"], patched["rent_per_m2"]) == (92, None)
+    for value in (created["after"]["floor_area"], *updated["before"].values()):
+        assert isinstance(value, float)
+
+
 def test_admin_maintains_districts_and_needs(
     contacts_app: Flask, contacts_client: FlaskClient, admin: dict[str, str], viewer: dict[str, str]
 ) -> None:

@@ -6,7 +6,6 @@ contacts database of their own, where they know all of them.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,14 +15,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from services.contacts import services as contacts_services
+from shared.auth import hash_password
 from shared.db import get_database
-from shared.embedded import drop_database, ensure_database
 from shared.migrations import upgrade
-from shared.settings import Settings, service_database_url
-from shared.testing import Engines, auth, unique_email
+from shared.settings import Settings
+from shared.testing import Engines, auth, own_database, unique_email
 
 from ..visits.helpers import close_app
-from .test_concurrency import overlapping, statuses
+from .concurrency import overlapping, statuses, unhindered
 
 PASSWORD = "lang-genug-123"
 
@@ -131,24 +130,97 @@ def test_a_sign_in_during_a_role_change_gets_a_working_token_of_the_new_role(
     assert (me.status_code, me.get_json()["role"]) == (200, "viewer")
 
 
+LOCK_USER = "SELECT 1 FROM users WHERE id = :id FOR UPDATE"
+
+
+def _new_user(client: FlaskClient, admin: dict[str, str], **fields: Any) -> tuple[str, str]:
+    """(id, email) of a new viewer whose password is PASSWORD."""
+    email = unique_email("viewer")
+    body = {"email": email, "role": "viewer", "password": PASSWORD, **fields}
+    response = client.post("/api/v1/users", json=body, headers=admin)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"], email
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["wrong password", "disabled account"])
+def test_a_refused_sign_in_checks_the_password_without_waiting_for_the_users_row(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    staff_token: Callable[[str], str],
+    disabled: bool,
+) -> None:
+    """The hash check is slow on purpose. It held the user's row lock, so a flood of
+    wrong passwords for one address queued that user's sign-ins (and changes) behind each
+    other; now it holds no lock, and only a right password locks the row, briefly."""
+    admin = auth(staff_token("admin"))
+    user_id, email = _new_user(contacts_client, admin)
+    password = "falsches-passwort"
+    if disabled:
+        patched = contacts_client.patch(
+            f"/api/v1/users/{user_id}", json={"is_active": False}, headers=admin
+        )
+        assert patched.status_code == 200
+        password = PASSWORD
+    refused = unhindered(  # a change of the user, say, holds the row meanwhile
+        contacts_app,
+        lambda c: c.post("/api/v1/auth/token", json={"email": email, "password": password}),
+        LOCK_USER,
+        id=user_id,
+    )
+    assert refused.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ("UPDATE users SET is_active = false WHERE id = :id", 401),
+        # A new password, set by an admin meanwhile.
+        ("UPDATE users SET password_hash = :other WHERE id = :id", 401),
+        # The same password hashed anew (another sign-in's rehash).
+        ("UPDATE users SET password_hash = :same WHERE id = :id", 200),
+    ],
+    ids=["deactivated", "new password", "rehashed"],
+)
+def test_a_sign_in_rechecks_under_the_row_lock_what_changed_since_its_password_check(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    staff_token: Callable[[str], str],
+    change: str,
+    status: int,
+) -> None:
+    """The sign-in checks the password, then waits for the row, which a change holds; the
+    change lands. Under the lock the account must still be active and its hash the one
+    the password was checked against; a new hash is checked once more."""
+    admin = auth(staff_token("admin"))
+    user_id, email = _new_user(contacts_client, admin)
+    [answer] = overlapping(
+        contacts_app,
+        [lambda c: c.post("/api/v1/auth/token", json={"email": email, "password": PASSWORD})],
+        change,
+        commit=True,
+        id=user_id,
+        other=hash_password("ein-anderes-passwort"),
+        same=hash_password(PASSWORD),
+    )
+    assert answer.status_code == status, answer.get_json()
+    if status == 200:
+        me = contacts_client.get("/api/v1/me", headers=auth(answer.get_json()["access_token"]))
+        assert me.status_code == 200
+
+
 @pytest.fixture(scope="module")
 def register(engines: Engines, make_settings: Callable[..., Settings]) -> Iterator[Flask]:
     """A contacts app on a database of its own."""
-    url = service_database_url(
-        engines.database_server, "contacts", prefix=f"users_{secrets.token_hex(4)}"
-    )
-    name = url.rsplit("/", 1)[-1]
-    ensure_database(engines.database_server, name)
-    upgrade("contacts", url)
     from services.contacts.app import create_app
 
-    app = create_app(make_settings("contacts", database_url=url))
-    app.config["TESTING"] = True
-    try:
-        yield app
-    finally:
-        close_app(app)
-        drop_database(engines.database_server, name)
+    with own_database(engines, "contacts", "users") as url:
+        upgrade("contacts", url)
+        app = create_app(make_settings("contacts", database_url=url))
+        app.config["TESTING"] = True
+        try:
+            yield app
+        finally:
+            close_app(app)
 
 
 @pytest.fixture

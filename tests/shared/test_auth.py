@@ -287,8 +287,8 @@ def test_other_processes_learn_of_a_revocation_when_their_cached_lookup_lapses(
     Two instances stand for two processes, on the real Redis; their clock is the test's."""
     client = redis.Redis.from_url(engines.redis_url)
     now = [0.0]
-    here = TokenRevocations(client, timedelta(hours=8), timer=lambda: now[0])
-    there = TokenRevocations(client, timedelta(hours=8), timer=lambda: now[0])
+    here = TokenRevocations(client, timer=lambda: now[0])
+    there = TokenRevocations(client, timer=lambda: now[0])
     subject = str(uuid.uuid4())
     try:
         assert there.current(subject) == 0
@@ -298,9 +298,44 @@ def test_other_processes_learn_of_a_revocation_when_their_cached_lookup_lapses(
         assert there.current(subject) == 0  # still cached
         now[0] += REVOCATION_CACHE_SECONDS
         assert there.current(subject) == 1
-        # Kept as long as a token may live (and a cache lifetime), then it lapses.
-        assert 8 * 3600 < client.ttl(TokenRevocations.key(subject)) <= 8 * 3600 + 5
     finally:
+        client.delete(TokenRevocations.key(subject))
+        client.close()
+
+
+def test_a_shorter_token_lifetime_lets_no_revoked_token_of_the_longer_one_back(
+    engines: Engines,
+    make_settings: Callable[..., Settings],
+    contacts_client: FlaskClient,
+    staff_token: Callable[[str], str],
+) -> None:
+    """A generation's key expired a token lifetime, as configured at the last sign-in or
+    change, after it: once the operator shortened TOKEN_TTL_SECONDS, the next sign-in set
+    the key to lapse in seconds, and with it went the revocation of a token issued for 8
+    hours. Now the key never lapses (and one left with an expiry is made permanent)."""
+    from services.contacts.app import create_app
+
+    admin = auth(staff_token("admin"))
+    user_id, token = _user(contacts_client, admin, "coordinator")  # for 8 hours
+    path = f"/api/v1/users/{user_id}"
+    assert contacts_client.patch(path, json={"role": "viewer"}, headers=admin).status_code == 200
+    email = contacts_client.get(path, headers=admin).get_json()["email"]
+    client = redis.Redis.from_url(engines.redis_url)
+    key = TokenRevocations.key(user_id)
+    short = create_app(make_settings("contacts", token_ttl_seconds=60))
+    try:
+        signed_in = short.test_client().post(
+            "/api/v1/auth/token", json={"email": email, "password": PASSWORD}
+        )
+        assert signed_in.get_json()["expires_in"] == 60
+        assert client.ttl(key) == -1  # kept, without an expiry
+        client.expire(key, 30)  # as an older version left it
+        back = short.test_client().patch(path, json={"role": "coordinator"}, headers=admin)
+        assert back.status_code == 200
+        assert client.ttl(key) == -1
+        _refused_as_revoked(short.test_client().get("/api/v1/me", headers=auth(token)))
+    finally:
+        close_app(short)
         client.close()
 
 
@@ -334,7 +369,7 @@ def test_without_redis_staff_tokens_get_503_and_a_change_is_not_made(
         )
         with pytest.raises(ServiceUnavailable):
             contacts_services.update_user(
-                session, TokenRevocations(dead_client, timedelta(hours=8)), user.id, role="viewer"
+                session, TokenRevocations(dead_client), user.id, role="viewer"
             )
     with get_database(contacts_app).session() as session:
         assert contacts_services.get_user(session, user.id).role == "coordinator"

@@ -7,8 +7,10 @@ import importlib
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
+from shared.migrations import alembic_config
 from shared.settings import SERVICES
 from shared.testing import Engines
 
@@ -24,3 +26,10 @@ def test_migrations_match_the_models(engines: Engines, service: str) -> None:
     finally:
         engine.dispose()
     assert diff == [], f"{service}: models and migrations differ; add a migration:\n{diff}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_services_migrations_have_one_head(service: str) -> None:
+    """``upgrade head`` (shared.migrations.upgrade) needs exactly one."""
+    script = ScriptDirectory.from_config(alembic_config(service, "postgresql://unused/db"))
+    assert len(script.get_heads()) == 1, script.get_heads()

@@ -17,10 +17,9 @@ import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 
-from shared.embedded import drop_database, ensure_database
 from shared.migrations import upgrade
-from shared.settings import Settings, service_database_url
-from shared.testing import Engines
+from shared.settings import Settings
+from shared.testing import Engines, own_database
 
 from ..visits.helpers import close_app
 
@@ -45,17 +44,14 @@ def _mail_bytes(_context: Any, value: Any) -> bytes:
 def _fuzz_app(
     service: str, engines: Engines, make_settings: Callable[..., Settings]
 ) -> Iterator[Flask]:
-    url = service_database_url(engines.database_server, service, prefix="fuzz")
-    name = url.rsplit("/", 1)[-1]
-    ensure_database(engines.database_server, name)
-    upgrade(service, url)
-    module = importlib.import_module(f"services.{service}.app")
-    app = module.create_app(make_settings(service, database_url=url))
-    try:
-        yield app
-    finally:
-        close_app(app)
-        drop_database(engines.database_server, name)
+    with own_database(engines, service, "fuzz") as url:
+        upgrade(service, url)
+        module = importlib.import_module(f"services.{service}.app")
+        app = module.create_app(make_settings(service, database_url=url))
+        try:
+            yield app
+        finally:
+            close_app(app)
 
 
 @pytest.mark.parametrize("service", ["contacts", "visits", "newsletter"])

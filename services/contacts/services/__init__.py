@@ -27,6 +27,7 @@ from ..models import User
 from .history import lock, unique_or_conflict
 
 MIN_PASSWORD_LENGTH = 12
+SIGN_IN_CHECKS = 2  # password checks of one sign-in at most (see issue_user_token)
 USER_EXISTS = "A user with this email exists already."
 NO_ADMIN_LEFT = (
     "This change would leave no active admin, and only an admin can manage users; "
@@ -155,34 +156,59 @@ def issue_user_token(
 
     A password is checked in every case, against a stand-in hash when there is no such user
     or the account is disabled, so that neither the answer nor the time it takes tells an
-    unknown email, a disabled account and a wrong password apart. The user's row is locked
-    (as a change locks it) until the token is issued, so a token carries the role and
-    generation of one moment: before a change (and is voided by it) or after it."""
-    user = session.scalar(
-        select(User)
-        .where(User.email == email.strip().lower())
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    usable = user if user is not None and user.is_active else None
-    valid = verify_password(usable.password_hash if usable else _dummy_hash(), password)
-    if usable is None or not valid:
-        session.rollback()
-        return None
-    if needs_rehash(usable.password_hash):
-        usable.password_hash = hash_password(password)
-    usable.last_login_at = utcnow()
-    generation = revocations.for_new_token(str(usable.id))
-    session.commit()
-    token = issue_token(
-        secret,
-        subject=str(usable.id),
-        role=usable.role,
-        ttl=ttl,
-        email=usable.email,
-        generation=generation,
-    )
-    return IssuedToken(access_token=token, expires_in=int(ttl.total_seconds()), role=usable.role)
+    unknown email, a disabled account and a wrong password apart.
+
+    The check (deliberately slow) runs with no row locked and no transaction open: while
+    it held the user's row, a flood of wrong passwords for one address queued that user's
+    other sign-ins and changes behind it. Only a right password then locks the row (as a
+    change locks it) for the moment it takes to issue the token: under the lock the account
+    must still be active and its hash still the one checked, and the token carries the role
+    and generation of that moment, before a change (and voided by it) or after it. A hash
+    that changed in between (a new password, or another sign-in's rehash) is checked once
+    more; one that changes again refuses the sign-in."""
+    email = email.strip().lower()
+    for _ in range(SIGN_IN_CHECKS):
+        checked = _checked_credentials(session, email, password)
+        if checked is None:
+            return None
+        user_id, checked_hash = checked
+        # A hash of outdated parameters is made anew here too, before the lock.
+        rehashed = hash_password(password) if needs_rehash(checked_hash) else None
+        user = next(iter(lock(session, User, [user_id])), None)
+        if user is None or not user.is_active:
+            session.rollback()
+            return None
+        if user.password_hash != checked_hash:
+            session.rollback()
+            continue
+        if rehashed is not None:
+            user.password_hash = rehashed
+        user.last_login_at = utcnow()
+        generation = revocations.for_new_token(str(user.id))
+        session.commit()
+        token = issue_token(
+            secret,
+            subject=str(user.id),
+            role=user.role,
+            ttl=ttl,
+            email=user.email,
+            generation=generation,
+        )
+        return IssuedToken(access_token=token, expires_in=int(ttl.total_seconds()), role=user.role)
+    return None
+
+
+def _checked_credentials(
+    session: Session, email: str, password: str
+) -> tuple[uuid.UUID, str] | None:
+    """The id and hash of the active user with this email if ``password`` is theirs,
+    checked after the read's transaction has ended: the check holds nothing."""
+    found = session.execute(
+        select(User.id, User.password_hash).where(User.email == email, User.is_active)
+    ).one_or_none()
+    session.rollback()
+    valid = verify_password(found.password_hash if found else _dummy_hash(), password)
+    return (found.id, found.password_hash) if found is not None and valid else None
 
 
 @functools.cache

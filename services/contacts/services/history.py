@@ -140,7 +140,8 @@ def get_or_404(session: Session, model: type[T], record_id: Any, what: str) -> T
 # Every write locks the rows it changes before it reads what it checks (a version, whether
 # a record is archived, an organisation's kind), so that concurrent writers take turns and
 # the second sees what the first committed. Always in this order, each kind by id, so that
-# two writers never wait for each other: organisations, then people, then premises.
+# two writers never wait for each other: districts (a rename, and the writes that give an
+# organisation one, see vocab.hold_district), organisations, then people, then premises.
 
 
 def lock(session: Session, model: type[T], ids: Collection[Any], *, share: bool = False) -> list[T]:

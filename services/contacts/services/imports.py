@@ -63,6 +63,7 @@ from ..normalise import (
 )
 from . import organisations, people
 from .history import get_or_404, lock_or_404
+from .vocab import hold_districts
 
 MODES = ("all_or_nothing", "valid_only")
 # An upload holds personal data (people's names, addresses, emails): an import, with its
@@ -648,7 +649,13 @@ def _ensure_staged(session: Session, record: Import) -> None:
     """The checked rows of the preview; checked again from the stored file if they are not
     all there (import_rows is unlogged: a database crash empties it), or if a district or
     a need they name was renamed or retired since (the file's name for it may be unknown
-    now, or the row may give a retired entry anew)."""
+    now, or the row may give a retired entry anew).
+
+    The districts the rows name are held until the commit (see vocab.hold_district), before
+    they are checked and before any organisation is locked: a rename waits for the import
+    and then renames in the organisations it created too. Rows staged anew are checked
+    against the districts as they are, so all of them are held for that (a short list)."""
+    hold_districts(session, select(ImportRow.district).where(ImportRow.import_id == record.id))
     staged = session.scalar(
         select(func.count()).select_from(ImportRow).where(ImportRow.import_id == record.id)
     )
@@ -656,6 +663,7 @@ def _ensure_staged(session: Session, record: Import) -> None:
         text(_STALE_VOCABULARY), {"import_id": record.id}
     ):
         return
+    hold_districts(session, select(District.name))
     _unstage(session, record.id)
     table = read_table(record.content)
     record.valid_rows, record.errors = _stage(session, record.id, table, record.mapping)

@@ -34,7 +34,7 @@ from ..normalise import (
     weighted_tsvectors,
 )
 from .history import archive, get_or_404, lock, lock_or_404, record_change, record_update
-from .vocab import district_by_name, districts_named, needs_by_key, needs_named
+from .vocab import district_by_name, districts_named, hold_district, needs_by_key, needs_named
 
 ENTITY = "organisation"
 
@@ -275,6 +275,7 @@ def record_edit(
 
 
 def create_organisation(session: Session, data: Mapping[str, Any], *, actor: str) -> Organisation:
+    hold_district(session, data.get("district"))  # against a rename meanwhile
     org = add(session, data, actor=actor)
     session.commit()
     return org
@@ -328,7 +329,9 @@ def update_organisation(
     version: int | None = None,
 ) -> Organisation:
     # Locked before the version is compared: a concurrent change waits for this one and
-    # then compares against the version this one wrote.
+    # then compares against the version this one wrote. The district it is given first,
+    # against a rename meanwhile.
+    hold_district(session, data.get("district"))
     org = lock_organisation(session, organisation_id)
     _check_version(org, version)
     change(session, org, data, actor=actor)

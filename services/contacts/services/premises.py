@@ -42,8 +42,12 @@ SORTS = {
 
 
 def _json(value: Any) -> Any:
+    """A value as the history records it. An amount (floor area, rent) is a JSON number, as
+    the API gives it (PremisesOutSchema), not the Decimal's text: "85.50" in the history
+    next to 85.5 in the record read as two kinds of value (entries recorded as text are
+    converted by a migration)."""
     if isinstance(value, Decimal):
-        return str(value)
+        return float(value)
     if isinstance(value, date):
         return value.isoformat()
     return value

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared.db import get_or_not_found
@@ -155,14 +156,23 @@ def update_district(
 
 def _rename(session: Session, district: District, name: str, *, actor: str) -> None:
     """A rename is an edit of each of the district's organisations (archived ones too):
-    their search text, version, history and event carry the new name."""
+    their search text, version, history and event carry the new name.
+
+    The district is locked already (by update_district), before the organisations are
+    read: a write that gives an organisation a district holds that district first (see
+    hold_district), so it has committed by now and its organisation is among them, or it
+    waits and then reads the new name. A merge gives the survivor the district of the
+    organisation it absorbs, which it holds locked instead: once the organisations read
+    here are locked, such a merge has committed, so they are read again until none is new
+    (and a survivor is not left with the old name in its search text)."""
     from . import organisations  # imported here: it imports this module's lookups
 
-    ids = session.scalars(select(Organisation.id).where(Organisation.district_id == district.id))
-    locked = organisations.lock_organisations(session, ids)
+    locked: dict[uuid.UUID, Organisation] = {}
+    while fresh := set(_having(session, district)) - locked.keys():
+        locked.update(organisations.lock_organisations(session, fresh))
     orgs = session.scalars(
         select(Organisation)
-        .where(Organisation.id.in_(locked))
+        .where(Organisation.id.in_(locked), Organisation.district_id == district.id)
         .options(selectinload(Organisation.roles).selectinload(Role.person))
         .order_by(Organisation.id)
     ).all()
@@ -171,6 +181,34 @@ def _rename(session: Session, district: District, name: str, *, actor: str) -> N
     for org, snapshot in zip(orgs, before, strict=True):
         organisations.refresh_search(org)
         organisations.record_edit(session, org, snapshot, actor=actor)
+
+
+def _having(session: Session, district: District) -> Iterable[uuid.UUID]:
+    return session.scalars(select(Organisation.id).where(Organisation.district_id == district.id))
+
+
+def hold_district(session: Session, name: str | None) -> None:
+    """Lock the district of this name (if there is one) FOR SHARE until the commit, before
+    an organisation is given it and before any organisation is locked (districts come
+    first, see history.lock). A rename locks the district for an update and only then
+    reads which organisations have it: so it waits until this write has committed and
+    then sees its organisation, or this write waits for the rename and reads the new name.
+    Either way the organisation's search text carries the name the district has. Writes
+    that give the same district share the lock and do not wait for each other."""
+    if name is not None and name.strip():
+        hold_districts(session, [name.strip()])
+
+
+def hold_districts(session: Session, names: Collection[str] | Select[Any]) -> None:
+    """Lock the districts of these names (a query of them, for many), as
+    :func:`hold_district`; read afresh: what the session held of them is replaced."""
+    session.execute(
+        select(District)
+        .where(District.name.in_(names))
+        .order_by(District.id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
 
 
 def need_data(need: Need) -> dict[str, Any]:

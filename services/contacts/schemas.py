@@ -525,7 +525,13 @@ class ImportOutSchema(ma.Schema):
         metadata={"description": "checking, previewed, queued, running, committed or failed"}
     )
     filename = ma.fields.String()
-    encoding = ma.fields.String()
+    encoding = ma.fields.String(
+        metadata={
+            "description": "utf-8, utf-8-sig (with BOM), utf-16, cp1252 (Windows-1252), or"
+            " utf-8+cp1252 / utf-8-sig+cp1252: UTF-8 with some lines in Windows-1252"
+            " (named in warnings)"
+        }
+    )
     delimiter = ma.fields.String()
     mapping = ma.fields.Dict()
     mode = ma.fields.String(allow_none=True)
@@ -544,6 +550,13 @@ class ImportOutSchema(ma.Schema):
     skipped_count = ma.fields.Integer()
     errors = ma.fields.Function(
         lambda i: i.errors[:100], metadata={"description": "The first 100 row errors"}
+    )
+    warnings = ma.fields.List(
+        ma.fields.String(),
+        metadata={
+            "description": "About the file as a whole: lines that were not UTF-8 in a UTF-8"
+            " file, read as Windows-1252 (check their umlauts)"
+        },
     )
     created_by = ma.fields.String()
     created_at = BerlinDateTime()

@@ -28,6 +28,7 @@ import requests
 from shared.auth import issue_token
 from shared.db import Database
 from shared.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database
+from shared.gunicorn_worker import WORKER_CLASS
 from shared.migrations import upgrade
 from shared.net import free_port, wait_for_port
 
@@ -423,6 +424,8 @@ def main() -> None:
                     f"127.0.0.1:{port}",
                     "--workers",
                     os.environ.get("BENCH_API_WORKERS", "2"),
+                    "--worker-class",
+                    WORKER_CLASS,  # as `quartier api` serves it
                     "--threads",
                     os.environ.get("BENCH_API_THREADS", "4"),
                     "--log-level",

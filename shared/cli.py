@@ -45,7 +45,9 @@ def migrate(services: tuple[str, ...]) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--workers", "processes", type=int, default=2, show_default=True)
 def api(service: str, port: int | None, host: str, processes: int) -> None:
-    """Serve one service's API under gunicorn."""
+    """Serve one service's API under gunicorn (its own errors as problem+json too)."""
+    from shared.gunicorn_worker import WORKER_CLASS
+
     port = port or int(os.environ.get(f"{service.upper()}_PORT", DEFAULT_PORTS[service]))
     os.execvp(
         sys.executable,
@@ -57,6 +59,8 @@ def api(service: str, port: int | None, host: str, processes: int) -> None:
             f"{host}:{port}",
             "--workers",
             str(processes),
+            "--worker-class",
+            WORKER_CLASS,
             "--threads",
             "4",
             "--timeout",

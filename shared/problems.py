@@ -17,6 +17,8 @@ from shared.db import describe_error, sqlstate
 from shared.errors import DomainError
 
 PROBLEM_MIMETYPE = "application/problem+json"
+# The detail of a 500: what went wrong is in the log, not in the answer.
+UNEXPECTED = "An unexpected error occurred. It has been logged."
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,20 @@ class ServiceUnavailable(Exception):
         self.retry_after = retry_after
 
 
+def problem_body(
+    status: int, detail: str | None = None, *, title: str | None = None, type_: str = "about:blank"
+) -> dict[str, Any]:
+    """The members every problem has (the web server's own, see gunicorn_worker.py, too)."""
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    return body
+
+
 def problem(
     status: int,
     detail: str | None = None,
@@ -39,13 +55,7 @@ def problem(
     headers: Mapping[str, str] | None = None,
     **extensions: Any,
 ) -> Response:
-    body: dict[str, Any] = {
-        "type": type_,
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-    }
-    if detail:
-        body["detail"] = detail
+    body = problem_body(status, detail, title=title, type_=type_)
     if has_request_context():
         body["instance"] = request.path
     body.update({k: v for k, v in extensions.items() if v is not None})
@@ -136,7 +146,7 @@ def register_problem_handlers(app: Flask) -> None:
         if isinstance(error, DBAPIError):  # its message quotes the data (see describe_error)
             return _unexpected_database_error(error)
         log.exception("unhandled error")
-        return problem(500, "An unexpected error occurred. It has been logged.")
+        return problem(500, UNEXPECTED)
 
 
 # SQLSTATEs of a write that lost a race (or a check missed): a conflict with the stored
@@ -161,7 +171,7 @@ def integrity_problem(error: IntegrityError) -> Response:
 def _unexpected_database_error(error: DBAPIError) -> Response:
     frames = "".join(traceback.format_tb(error.__traceback__))
     log.error("unhandled database error: %s\n%s", describe_error(error), frames)
-    return problem(500, "An unexpected error occurred. It has been logged.")
+    return problem(500, UNEXPECTED)
 
 
 def is_dependency_down(error: Exception) -> bool:

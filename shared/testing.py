@@ -25,7 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from shared.embedded import EmbeddedPostgres, EmbeddedRedis, drop_database, ensure_database
-from shared.net import free_port
+from shared.net import free_port, wait_for_port
 from shared.settings import SERVICES, Settings, service_database_url
 from shared.smtp_sink import SinkHandler, start_sink
 
@@ -307,12 +307,53 @@ def worker_process(
     yield start
     for process in processes:
         if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=15)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it is not gone within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def api_process(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], int]]:
+    """Start a service's API as production does (``quartier api``: gunicorn) on a free
+    port, for what only the web server does; returns the port."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(service: str) -> int:
+        port = free_port()
+        log = tmp_path / f"{service}-api.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "shared",
+                    "api",
+                    service,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
+                env={**os.environ, **cli_env, "LOG_LEVEL": "WARNING"},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append(process)
+        if not wait_for_port("127.0.0.1", port, timeout=60):
+            pytest.fail(f"the {service} API did not start:\n{log.read_text()}")
+        return port
+
+    yield start
+    for process in processes:
+        stop_process(process, timeout=30)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:

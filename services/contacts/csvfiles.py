@@ -4,6 +4,7 @@ our own export) and writing ours so that it reads back the same."""
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import re
@@ -121,38 +122,91 @@ class Table:
     delimiter: str
     headers: list[str]
     rows: list[tuple[int, list[str]]]  # (line number in the file, cells)
+    warnings: tuple[str, ...] = ()  # about the file as a whole
 
 
-def decode(content: bytes) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    encoding: str  # see _decoded
+    cp1252_lines: tuple[int, ...] = ()  # lines of a UTF-8 file read as Windows-1252
+
+
+def decode(content: bytes) -> Decoded:
     """The text and the encoding: UTF-8 with or without BOM, UTF-16 with BOM, or
-    Windows-1252 (what Excel and Outlook write on German Windows). A NUL character, in
-    whatever encoding, is refused: no text file has one, and PostgreSQL's text cannot
-    hold it."""
-    text, encoding = _decoded(content)
-    nul = text.find("\x00")
+    Windows-1252 (what Excel and Outlook write on German Windows), or UTF-8 with some
+    lines in Windows-1252 (see _decoded). A NUL character, in whatever encoding, is
+    refused: no text file has one, and PostgreSQL's text cannot hold it."""
+    decoded = _decoded(content)
+    nul = decoded.text.find("\x00")
     if nul >= 0:
-        line = len(_LINE_BREAK.findall(text, 0, nul)) + 1
+        line = len(_LINE_BREAK.findall(decoded.text, 0, nul)) + 1
         raise Invalid({"file": [f"Line {line}: a NUL character; this is not a text (CSV) file."]})
-    return text, encoding
+    return decoded
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Lines a warning names at the most; the rest are counted.
+WARNING_LINES = 10
 
 
-def _decoded(content: bytes) -> tuple[str, str]:
-    candidates: tuple[str, ...]
-    if content.startswith(codecs.BOM_UTF8):
-        candidates = ("utf-8-sig",)
-    elif content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        candidates = ("utf-16",)
-    else:
-        candidates = ("utf-8", "cp1252")
-    for encoding in candidates:
-        try:
-            return content.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    raise Invalid({"file": ["Unknown text encoding; save the file as UTF-8 or Windows-1252."]})
+def _decoded(content: bytes) -> Decoded:
+    """A file is UTF-8 if it all is. If not, it may still be UTF-8 but for some lines in
+    Windows-1252 (a file put together from two exports, one from Excel): when some line
+    is UTF-8 with letters beyond ASCII (or the file starts with a UTF-8 BOM), each line is
+    read as UTF-8 if it is that, else as Windows-1252, and the encoding is given as
+    ``utf-8+cp1252`` (``utf-8-sig+cp1252`` with a BOM). Lines are split at the byte
+    ``\\n``: both encodings write ASCII as ASCII, and no UTF-8 sequence holds that byte,
+    so a line break in a quoted cell splits it the same way. Otherwise the file is
+    Windows-1252 as a whole (no line of it would be UTF-8 but by ASCII alone)."""
+    if content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return Decoded(_decoded_as(content, "utf-16"), "utf-16")
+    bom = content.startswith(codecs.BOM_UTF8)
+    utf8 = "utf-8-sig" if bom else "utf-8"
+    body = content[len(codecs.BOM_UTF8) :] if bom else content
+    with contextlib.suppress(UnicodeDecodeError):
+        return Decoded(body.decode("utf-8"), utf8)
+    lines = body.split(b"\n")
+    as_utf8 = [_utf8_or_none(line) for line in lines]
+    if not bom and all(text is None or text.isascii() for text in as_utf8):
+        return Decoded(_decoded_as(content, "cp1252"), "cp1252")
+    return Decoded(
+        "\n".join(
+            _decoded_as(line, "cp1252") if text is None else text
+            for line, text in zip(lines, as_utf8, strict=True)
+        ),
+        f"{utf8}+cp1252",
+        tuple(number for number, text in enumerate(as_utf8, 1) if text is None),
+    )
+
+
+def _utf8_or_none(line: bytes) -> str | None:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _decoded_as(data: bytes, encoding: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        raise Invalid(
+            {"file": ["Unknown text encoding; save the file as UTF-8 or Windows-1252."]}
+        ) from None
+
+
+def encoding_warnings(decoded: Decoded) -> tuple[str, ...]:
+    """What the user should check in a file read in two encodings: the lines read as
+    Windows-1252 (the first WARNING_LINES of them, then how many more)."""
+    lines = decoded.cp1252_lines
+    if not lines:
+        return ()
+    named = ", ".join(map(str, lines[:WARNING_LINES]))
+    more = f" and {len(lines) - WARNING_LINES} more" if len(lines) > WARNING_LINES else ""
+    if len(lines) == 1:
+        return (f"Line {named}: not UTF-8, read as Windows-1252; check its umlauts.",)
+    return (f"Lines {named}{more}: not UTF-8, read as Windows-1252; check their umlauts.",)
 
 
 def sniff_delimiter(text: str) -> str:
@@ -166,7 +220,8 @@ def sniff_delimiter(text: str) -> str:
 
 def read_table(content: bytes) -> Table:
     """Decode and split a CSV upload; a malformed one is a 422 naming ``file``."""
-    text, encoding = decode(content)
+    decoded = decode(content)
+    text = decoded.text
     if not text.strip():
         raise Invalid({"file": ["The file is empty."]})
     delimiter = sniff_delimiter(text)
@@ -181,7 +236,7 @@ def read_table(content: bytes) -> Table:
         raise Invalid({"file": [f"Line {reader.line_num}: malformed CSV ({exc})."]}) from exc
     if len(set(headers)) != len(headers):
         raise Invalid({"file": ["Two columns have the same header."]})
-    return Table(encoding, delimiter, headers, rows)
+    return Table(decoded.encoding, delimiter, headers, rows, encoding_warnings(decoded))
 
 
 def column_mapping(headers: Sequence[str], given: Mapping[str, str | None]) -> dict[str, str]:

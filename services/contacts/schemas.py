@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +22,7 @@ from .models import (
     PREMISES_USES,
     ROLES,
 )
+from .websites import InvalidHost, with_ascii_host, with_scheme
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -122,17 +122,35 @@ class WholeNumber(ma.fields.Integer):
         return super()._validated(value)
 
 
-class Website(ma.fields.URL):
+class Website(ma.fields.Url):
     """A web address as people write it: ``www.beispiel.de`` is ``https://www.beispiel.de``
-    (a scheme is added to an address without one that starts like a host name)."""
+    (a scheme is added to an address without one that starts like a host name), and
+    ``bäckerei-müller.de`` is a host (an internationalised domain name). Kept as written;
+    checked as marshmallow checks a URL, with such a host in its ASCII form (see
+    websites.py), so that a host that is no domain name is refused either way."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(schemes=WEB_SCHEMES, **kwargs)
+        # Url's own check, of the address as written, becomes one of its ASCII form.
+        self.validators = [
+            self._check_ascii_form if isinstance(check, validate.URL) else check
+            for check in self.validators
+        ]
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if isinstance(value, str) and _BARE_HOST.match(value.strip()):
-            value = f"https://{value.strip()}"
+        if isinstance(value, str):
+            value = with_scheme(value)
         return super()._deserialize(value, attr, data, **kwargs)
 
+    def _check_ascii_form(self, value: str) -> None:
+        try:
+            _WEB_ADDRESS(with_ascii_host(value))
+        except (InvalidHost, ma.ValidationError) as exc:
+            raise self.make_error("invalid") from exc
 
-_BARE_HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+(?:[/?#]|$)", re.IGNORECASE)
+
+WEB_SCHEMES = frozenset({"http", "https"})
+_WEB_ADDRESS = validate.URL(schemes=WEB_SCHEMES)
 
 
 class OrganisationInSchema(ma.Schema):
@@ -148,7 +166,7 @@ class OrganisationInSchema(ma.Schema):
     district = _text(120, metadata={"description": "A district name from GET /districts"})
     latitude = ma.fields.Float(allow_none=True, validate=validate.Range(min=-90, max=90))
     longitude = ma.fields.Float(allow_none=True, validate=validate.Range(min=-180, max=180))
-    website = Website(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500))
+    website = Website(allow_none=True, validate=validate.Length(max=500))
     email = ma.fields.Email(allow_none=True, validate=validate.Length(max=254))
     phone = ma.fields.String(allow_none=True, validate=PHONE)
     employees = WholeNumber(allow_none=True, validate=validate.Range(min=0, max=10_000_000))
@@ -507,7 +525,13 @@ class ImportOutSchema(ma.Schema):
         metadata={"description": "checking, previewed, queued, running, committed or failed"}
     )
     filename = ma.fields.String()
-    encoding = ma.fields.String()
+    encoding = ma.fields.String(
+        metadata={
+            "description": "utf-8, utf-8-sig (with BOM), utf-16, cp1252 (Windows-1252), or"
+            " utf-8+cp1252 / utf-8-sig+cp1252: UTF-8 with some lines in Windows-1252"
+            " (named in warnings)"
+        }
+    )
     delimiter = ma.fields.String()
     mapping = ma.fields.Dict()
     mode = ma.fields.String(allow_none=True)
@@ -526,6 +550,13 @@ class ImportOutSchema(ma.Schema):
     skipped_count = ma.fields.Integer()
     errors = ma.fields.Function(
         lambda i: i.errors[:100], metadata={"description": "The first 100 row errors"}
+    )
+    warnings = ma.fields.List(
+        ma.fields.String(),
+        metadata={
+            "description": "About the file as a whole: lines that were not UTF-8 in a UTF-8"
+            " file, read as Windows-1252 (check their umlauts)"
+        },
     )
     created_by = ma.fields.String()
     created_at = BerlinDateTime()

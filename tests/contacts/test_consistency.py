@@ -327,9 +327,33 @@ def test_a_website_is_taken_as_people_write_it(
         ("www.beispiel.de", "https://www.beispiel.de"),
         ("beispiel.de/kontakt", "https://beispiel.de/kontakt"),
         ("http://beispiel.de", "http://beispiel.de"),
+        # An internationalised domain name is kept as written.
+        ("www.bäckerei.de", "https://www.bäckerei.de"),
+        ("https://bäckerei-müller.de/angebot", "https://bäckerei-müller.de/angebot"),
+        (
+            "Bäckerei-Müller.de/Brötchen?sorte=Körner",
+            "https://Bäckerei-Müller.de/Brötchen?sorte=Körner",
+        ),
+        ("http://fischräucherei-warnemünde.de:8080", "http://fischräucherei-warnemünde.de:8080"),
+        ("https://straßenfest.рф", "https://straßenfest.рф"),
     ):
         assert make_org(website=given)["website"] == stored
-    for wrong in ("keine", "ftp://beispiel.de", "www"):
+    for wrong in (
+        "keine",
+        "ftp://beispiel.de",
+        "www",
+        # Hosts that are no domain names (IDNA 2008), and addresses with spaces.
+        "http://-.de",
+        "http://bäckerei-.de",
+        "https://bäck erei.de",
+        "bäckerei..de",
+        "https://bäckerei.de/mit leerzeichen",
+        "https://♥.de",
+        "https://bäckerei_müller.de",
+        "https://bäckerei.de:80a",
+        "ftp://bäckerei.de",
+        "bäckerei",
+    ):
         response = contacts_client.post(
             "/api/v1/organisations",
             json={"kind": "business", "name": f"Web {suffix()}", "website": wrong},

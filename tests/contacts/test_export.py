@@ -28,8 +28,8 @@ from .test_import import _commit, _tagged, _upload
 def _strict_vcard_lines(content: bytes | str) -> str:
     """What strict parsers insist on (RFC 6350 3.2): CRLF, lines of at most 75 octets,
     each valid UTF-8 by itself (no character split by a fold), continuations starting with
-    a space, VERSION right after BEGIN, no control character but the tab. Returns the
-    unfolded text."""
+    a space, VERSION right after BEGIN, no control character but the tab, URIs in ASCII
+    (RFC 3986). Returns the unfolded text."""
     data = content if isinstance(content, bytes) else content.encode("utf-8")
     assert data.endswith(b"\r\n")
     assert b"\n" not in data.replace(b"\r\n", b"") and b"\r" not in data.replace(b"\r\n", b"")
@@ -40,7 +40,11 @@ def _strict_vcard_lines(content: bytes | str) -> str:
     for index, line in enumerate(text_lines):
         if line == "BEGIN:VCARD":
             assert text_lines[index + 1] == "VERSION:4.0"
-    return data.decode("utf-8").replace("\r\n ", "")
+    unfolded = data.decode("utf-8").replace("\r\n ", "")
+    assert all(
+        line.isascii() for line in unfolded.split("\r\n") if re.match(r"(\w+\.)?URL[;:]", line)
+    )
+    return unfolded
 
 
 @pytest.mark.parametrize(

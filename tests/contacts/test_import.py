@@ -3,19 +3,23 @@ duplicates, invalid rows, malformed files and large files in a worker."""
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from services.contacts.csvfiles import read_table
 from services.contacts.models import Change, Organisation, OutboxEvent
 from services.contacts.services import organisations
 from shared.db import get_database
+from shared.errors import Invalid
 from shared.settings import Settings
 from shared.testing import auth, wait_until
 
@@ -82,7 +86,7 @@ def test_outlook_german_export_with_bom_twice_makes_no_duplicates(
     assert preview.status_code == 201, preview.get_json()
     body = preview.get_json()
     assert body["status"] == "previewed"
-    assert (body["encoding"], body["delimiter"]) == ("utf-8-sig", ";")
+    assert (body["encoding"], body["delimiter"], body["warnings"]) == ("utf-8-sig", ";", [])
     assert body["mapping"]["Firma"] == "name"
     assert body["mapping"]["Straße geschäftlich"] == "street"
     assert (body["total_rows"], body["valid_rows"], body["invalid_rows"]) == (3, 3, 0)
@@ -134,12 +138,77 @@ def test_outlook_english_export_in_windows_1252_with_commas(
     ]
     content = ("\r\n".join(lines) + "\r\n").encode("cp1252")
     body = _upload(contacts_client, coordinator, content).get_json()
-    assert (body["encoding"], body["delimiter"]) == ("cp1252", ",")
+    assert (body["encoding"], body["delimiter"], body["warnings"]) == ("cp1252", ",", [])
     assert body["valid_rows"] == 1, body["errors"]
     _commit(contacts_client, coordinator, body["id"])
     [org] = _tagged(contacts_client, coordinator, tag)
     assert org["name"] == f"Größe Bau, Inh. J. Größe {tag}"
     assert org["street"] == "Schiffbauerring"
+
+
+def mixed_encodings(tag: str) -> bytes:
+    """A file put together from two exports: UTF-8 lines and Windows-1252 lines (3 and 5;
+    line 3 starts a quoted cell that line 4, in UTF-8, ends)."""
+    lines = [
+        ("name;city;notes;tags", "utf-8"),
+        (f'Bäckerei Müller {tag};Rostock;"Öffnet um 6";{tag}', "utf-8"),
+        (f'Blumen Größe {tag};Rostock;"Zeile eins: Größe', "cp1252"),
+        (f'Zeile zwei: Grüße";{tag}', "utf-8"),
+        (f"Kiosk Jürgen {tag};Warnemünde;;{tag}", "cp1252"),
+    ]
+    return b"\r\n".join(line.encode(encoding) for line, encoding in lines) + b"\r\n"
+
+
+def test_a_file_of_utf8_and_windows_1252_lines_reads_each_line_in_its_own(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    body = _upload(contacts_client, coordinator, mixed_encodings(tag)).get_json()
+    assert body["encoding"] == "utf-8+cp1252"
+    assert body["warnings"] == ["Lines 3, 5: not UTF-8, read as Windows-1252; check their umlauts."]
+    assert (body["valid_rows"], body["invalid_rows"]) == (3, 0), body["errors"]
+    again = contacts_client.get(f"/api/v1/imports/{body['id']}", headers=coordinator).get_json()
+    assert again["warnings"] == body["warnings"]
+    _commit(contacts_client, coordinator, body["id"])
+    orgs = {org["name"]: org for org in _tagged(contacts_client, coordinator, tag)}
+    assert orgs.keys() == {
+        f"Bäckerei Müller {tag}",
+        f"Blumen Größe {tag}",
+        f"Kiosk Jürgen {tag}",
+    }
+    assert orgs[f"Bäckerei Müller {tag}"]["notes"] == "Öffnet um 6"
+    assert orgs[f"Blumen Größe {tag}"]["notes"] == "Zeile eins: Größe\r\nZeile zwei: Grüße"
+    assert orgs[f"Kiosk Jürgen {tag}"]["city"] == "Warnemünde"
+
+
+def test_lines_in_windows_1252_are_named_up_to_ten() -> None:
+    lines = [b"name;city", "Bäckerei;Rostock".encode()]
+    lines += [f"Größe {number};Rostock".encode("cp1252") for number in range(3, 16)]
+    table = read_table(b"\n".join(lines))
+    assert table.encoding == "utf-8+cp1252"
+    assert table.warnings == (
+        "Lines 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 3 more: not UTF-8, read as Windows-1252;"
+        " check their umlauts.",
+    )
+    assert [cells[0] for _, cells in table.rows] == ["Bäckerei"] + [
+        f"Größe {number}" for number in range(3, 16)
+    ]
+    # With a UTF-8 BOM the file says it is UTF-8: a line in Windows-1252 is named even
+    # where no other line has an umlaut.
+    table = read_table(codecs.BOM_UTF8 + b"name;city\n" + "Größe;Köln\n".encode("cp1252"))
+    assert (table.encoding, table.headers, table.rows) == (
+        "utf-8-sig+cp1252",
+        ["name", "city"],
+        [(2, ["Größe", "Köln"])],
+    )
+    assert table.warnings == ("Line 2: not UTF-8, read as Windows-1252; check its umlauts.",)
+    # Windows-1252 throughout (its lines UTF-8 only where they are ASCII): no warning.
+    table = read_table("name;city\nGröße;Köln\nKiosk;Rostock\n".encode("cp1252"))
+    assert (table.encoding, table.warnings) == ("cp1252", ())
+    assert table.rows[0][1] == ["Größe", "Köln"]
+    # A line in neither encoding: refused as before.
+    with pytest.raises(Invalid):
+        read_table("name\nGröße\n".encode() + b"Kiosk \x81\n")
 
 
 def test_invalid_rows_preview_all_or_nothing_and_error_report(

@@ -3,6 +3,7 @@ while it runs, and a check that runs twice (a task delivered again) or meets ano
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,7 @@ from services.contacts.services import imports
 from shared.db import get_database
 
 from .conftest import suffix
-from .test_import import _commit, _tagged, _upload
+from .test_import import _commit, _tagged, _upload, mixed_encodings
 
 
 def _rows(tag: str, count: int) -> bytes:
@@ -81,6 +82,36 @@ def test_files_of_more_than_2000_rows_go_to_the_worker_by_themselves(
         2001,
         2001,
     )
+
+
+def test_a_file_in_two_encodings_checked_by_the_worker_names_its_windows_1252_lines(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"imp{suffix()}"
+    uploaded = contacts_client.post(
+        "/api/v1/imports",
+        data={"file": (io.BytesIO(mixed_encodings(tag)), "zusammen.csv"), "background": "true"},
+        headers=coordinator,
+        content_type="multipart/form-data",
+    )
+    assert uploaded.status_code == 202, uploaded.get_json()
+    with contacts_app.app_context():
+        tasks.check_import.run(uploaded.get_json()["id"])  # what the worker runs
+    body = contacts_client.get(
+        f"/api/v1/imports/{uploaded.get_json()['id']}", headers=coordinator
+    ).get_json()
+    assert (body["status"], body["valid_rows"], body["encoding"]) == (
+        "previewed",
+        3,
+        "utf-8+cp1252",
+    )
+    assert body["warnings"] == ["Lines 3, 5: not UTF-8, read as Windows-1252; check their umlauts."]
+    _commit(contacts_client, coordinator, body["id"])
+    assert sorted(org["name"] for org in _tagged(contacts_client, coordinator, tag)) == [
+        f"Blumen Größe {tag}",
+        f"Bäckerei Müller {tag}",
+        f"Kiosk Jürgen {tag}",
+    ]
 
 
 def test_a_check_in_the_worker_shows_its_progress_while_it_runs(

@@ -19,6 +19,7 @@ from shared.cli import main
 from shared.db import get_database
 
 from .conftest import Maker, suffix
+from .test_import import _commit, _tagged, _upload
 
 PROBLEM = "application/problem+json"
 
@@ -93,6 +94,28 @@ def test_a_long_phone_in_an_import_is_previewed(
     )
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["valid_rows"] == 1
+
+
+# Websites: a host with umlauts (an internationalised domain name) is a host; see also
+# test_consistency.test_a_website_is_taken_as_people_write_it.
+
+
+def test_an_import_takes_a_website_with_umlauts_and_refuses_one_that_is_no_address(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"web{suffix()}"
+    content = (
+        "name;website;tags\r\n"
+        f"Bäckerei Müller {tag};www.bäckerei-müller.de;{tag}\r\n"
+        f"Kaputt {tag};http://bäckerei-.de;{tag}\r\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert body["valid_rows"] == 1, body["errors"]
+    [error] = body["errors"]
+    assert (error["line"], set(error["errors"])) == (3, {"website"})
+    assert _commit(contacts_client, coordinator, body["id"]).get_json()["created_count"] == 1
+    [org] = _tagged(contacts_client, coordinator, tag)
+    assert org["website"] == "https://www.bäckerei-müller.de"
 
 
 # Patterns: ASCII digits, and the end of the text (Python's $ also matches before a

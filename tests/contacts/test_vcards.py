@@ -3,6 +3,7 @@ the organisations'."""
 
 from __future__ import annotations
 
+import csv
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from shared.db import get_database
 
 from .conftest import Maker, suffix
 from .test_export import _strict_vcard_lines
+from .test_import import _commit, _upload
 
 
 def _rev(updated_at: str) -> str:
@@ -119,3 +121,45 @@ def test_the_people_export_is_as_strict_as_the_organisations(
     assert (first.org.value, first.title.value) == ([org["name"]], "Inhaber:in")
     assert first.note.value == notes
     assert cards[1].title.value == "Ansprechpartner:in"
+
+
+def test_a_website_with_umlauts_in_its_host_is_an_ascii_uri_in_the_vcard_and_text_in_the_csv(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    tag = f"idn{suffix()}"
+    written = "https://www.bäckerei-müller.de/angebot?sorte=Brötchen#öffnungszeiten"
+    org = make_org(name=f"Bäckerei Müller {tag}", website=written, tags=[tag])
+    assert org["website"] == written
+
+    # RFC 6350 6.7.8: a URI, ASCII only: the host by IDNA (punycode), the rest
+    # percent-encoded as UTF-8.
+    response = contacts_client.get(f"/api/v1/organisations/{org['id']}/vcard", headers=coordinator)
+    unfolded = _strict_vcard_lines(response.get_data())
+    uri = "https://www.xn--bckerei-mller-bfb28a.de/angebot?sorte=Br%C3%B6tchen#%C3%B6ffnungszeiten"
+    assert f"\r\nURL:{uri}\r\n" in unfolded
+    assert vobject.readOne(response.get_data(as_text=True)).url.value == uri
+
+    # The CSV keeps the text as stored, and reads back as the same record.
+    export = contacts_client.get(
+        "/api/v1/organisations/export.csv", query_string={"tags": tag}, headers=coordinator
+    )
+    [row] = csv.DictReader(io.StringIO(export.get_data().decode("utf-8-sig")), delimiter=";")
+    assert row["website"] == written
+    again = _upload(contacts_client, coordinator, export.get_data()).get_json()
+    assert (again["valid_rows"], again["invalid_rows"]) == (1, 0), again["errors"]
+    done = _commit(contacts_client, coordinator, again["id"]).get_json()
+    assert (done["created_count"], done["updated_count"], done["skipped_count"]) == (0, 0, 1)
+
+    # A host stored before IDNA checked hosts (any letters passed), which IDNA refuses: the
+    # card is still written, the host percent-encoded (RFC 3986 3.2.2).
+    with get_database(contacts_app).session() as session:
+        session.execute(
+            update(Organisation)
+            .where(Organisation.id == uuid.UUID(org["id"]))
+            .values(website="https://♥.de/grüße")
+        )
+        session.commit()
+    response = contacts_client.get(f"/api/v1/organisations/{org['id']}/vcard", headers=coordinator)
+    assert "\r\nURL:https://%E2%99%A5.de/gr%C3%BC%C3%9Fe\r\n" in _strict_vcard_lines(
+        response.get_data()
+    )

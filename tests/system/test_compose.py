@@ -46,6 +46,14 @@ def test_every_quartier_command_in_compose_is_one_the_cli_accepts(compose: dict[
             sub.make_context(args[0], list(args[1:]), parent=parent)  # raises on bad options
 
 
+def test_the_apis_are_served_as_quartier_api_serves_them(compose: dict[str, Any]) -> None:
+    """``quartier api`` runs gunicorn with the worker class that writes gunicorn's own
+    errors as problem+json (shared/gunicorn_worker.py); a gunicorn command line of its own
+    would lose it."""
+    for service in SERVICES:
+        assert compose["services"][f"{service}-api"]["command"][:3] == ["quartier", "api", service]
+
+
 def test_compose_sets_only_variables_the_code_reads(compose: dict[str, Any]) -> None:
     known = _variables_the_code_reads() | {"FLOWER_BASIC_AUTH"}
     for name, spec in compose["services"].items():

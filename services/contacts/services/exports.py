@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import vobject
 from sqlalchemy import select
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..csvfiles import EXPORT_COLUMNS, write_csv
 from ..models import Organisation, Person, Role
+from ..websites import ascii_uri
 from . import organisations
 from .organisations import SORTS, OrganisationFilter, filtered, order
 from .people import get_person
@@ -27,9 +27,6 @@ ROLE_LABELS = {
     "employee": "Mitarbeiter:in",
     "other": "Sonstiges",
 }
-
-# RFC 3986's reserved characters and "%" (unreserved ones are never quoted).
-_URI_CHARACTERS = ":/?#[]@!$&'()*+,;=%"
 
 
 def _organisations(session: Session, criteria: OrganisationFilter) -> list[Organisation]:
@@ -58,10 +55,10 @@ def _organisation_card(org: Organisation) -> vobject.base.Component:
         adr.type_param = "work"
     _contact_lines(card, org.email, org.phone)
     if org.website:
-        # A URI, not text (RFC 6350 6.7.8): its ";" and "," are not escaped, and what a URI
-        # cannot hold (umlauts, spaces) is percent-encoded (RFC 3986).
+        # A URI, not text (RFC 6350 6.7.8): its ";" and "," are not escaped, and it is ASCII:
+        # an internationalised host in its IDNA form, umlauts elsewhere percent-encoded.
         url = card.add("url")
-        url.value = quote(org.website, safe=_URI_CHARACTERS)
+        url.value = ascii_uri(org.website)
         url.encoded = True
     if org.tags:
         card.add("categories").value = list(org.tags)

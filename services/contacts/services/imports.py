@@ -478,6 +478,7 @@ def preview_import(
         filename="".join(char for char in filename if char.isprintable())[:255],
         encoding=table.encoding,
         delimiter=table.delimiter,
+        warnings=list(table.warnings),
         mapping=columns,
         content=content,
         total_rows=len(table.rows),

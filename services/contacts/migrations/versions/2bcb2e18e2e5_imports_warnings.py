@@ -1,7 +1,7 @@
 """imports: warnings about the file as a whole (lines read as Windows-1252 in a UTF-8 file)
 
 Revision ID: 2bcb2e18e2e5
-Revises: 8d41c2b7e5a3
+Revises: 04dde509eba7
 Create Date: 2026-11-30 01:40:00.000000
 
 """
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision: str = "2bcb2e18e2e5"
-down_revision: str | Sequence[str] | None = "8d41c2b7e5a3"
+down_revision: str | Sequence[str] | None = "04dde509eba7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

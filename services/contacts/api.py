@@ -28,7 +28,9 @@ from .services import (
     organisations,
     people,
     premises,
+    privacy,
     search,
+    suppressions,
     vocab,
 )
 
@@ -122,6 +124,12 @@ exports_blp = Blueprint(
 imports_blp = Blueprint(
     "imports", __name__, url_prefix=f"{API_PREFIX}/imports", description="CSV import"
 )
+privacy_blp = Blueprint(
+    "privacy",
+    __name__,
+    url_prefix=f"{API_PREFIX}/privacy",
+    description="Data protection: access, portability and erasure (Art. 15, 20, 17 GDPR)",
+)
 
 
 def _archive_and_history_routes(
@@ -172,8 +180,9 @@ class Organisations(MethodView):
     @register_blp.auth(WRITERS)
     @register_blp.arguments(schemas.OrganisationInSchema)
     @register_blp.response(201, schemas.OrganisationOutSchema)
+    @register_blp.alt_response(409, response="CONFLICT")
     def post(self, data: dict[str, Any]) -> Any:
-        """Create an organisation."""
+        """Create an organisation; an address erased on request is refused (409)."""
         return organisations.create_organisation(db_session(), data, actor=_actor())
 
 
@@ -221,8 +230,10 @@ class People(MethodView):
     @register_blp.auth(WRITERS)
     @register_blp.arguments(schemas.PersonInSchema)
     @register_blp.response(201, schemas.PersonOutSchema)
+    @register_blp.alt_response(409, response="CONFLICT")
     def post(self, data: dict[str, Any]) -> Any:
-        """Create a person, with roles at organisations."""
+        """Create a person, with roles at organisations; an address erased on request is
+        refused (409)."""
         return people.create_person(db_session(), data, actor=_actor())
 
 
@@ -237,6 +248,7 @@ class PersonById(MethodView):
     @register_blp.auth(WRITERS)
     @register_blp.arguments(schemas.PersonPatchSchema)
     @register_blp.response(200, schemas.PersonOutSchema)
+    @register_blp.alt_response(409, response="CONFLICT")
     def patch(self, data: dict[str, Any], person_id: uuid.UUID) -> Any:
         """Change some fields; ``roles``, when given, replaces all roles."""
         return people.update_person(db_session(), person_id, data, actor=_actor())
@@ -560,6 +572,50 @@ class ImportErrors(MethodView):
         return _download(text, "text/csv", "import-fehler.csv")
 
 
+@privacy_blp.route("/export")
+class PrivacyExport(MethodView):
+    @privacy_blp.auth(ADMINS)
+    @privacy_blp.arguments(schemas.PrivacyExportArgs, location="query")
+    @privacy_blp.response(200, schemas.DataExportSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Everything the register holds about an email address (Art. 15 and 20 GDPR): the
+        people with it (fields, roles, history), the organisations that give it as their
+        own, uploads that hold it, and whether it is suppressed. Nothing held is an answer
+        too: empty lists, not a 404."""
+        data = privacy.export(db_session(), args["email"])
+        if not args["download"]:
+            return data
+        name = f"datenauskunft-{data.email_sha256[:12]}.json"  # the address stays out of it
+        return data, 200, {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+@privacy_blp.route("/erasures")
+class Erasures(MethodView):
+    @privacy_blp.auth(ADMINS)
+    @privacy_blp.arguments(schemas.PrivacyEmailSchema)
+    @privacy_blp.response(200, schemas.ErasureOutSchema)
+    @privacy_blp.alt_response(409, response="CONFLICT")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Erase an email address (Art. 17 GDPR), in one transaction: the people with it
+        and their roles are deleted, their history keeps who did what and when but not
+        what it said of them, organisations that give it lose it, uploads that hold it are
+        deleted, and the address is suppressed: the import and the API refuse it from now
+        on. Also for an address the register does not hold (all counts 0)."""
+        return privacy.erase(db_session(), data["email"], actor=_actor())
+
+
+@privacy_blp.route("/suppressions")
+class Suppressions(MethodView):
+    @privacy_blp.auth(ADMINS)
+    @privacy_blp.arguments(schemas.PrivacyEmailSchema, location="query")
+    @privacy_blp.response(204)
+    @privacy_blp.alt_response(404, response="NOT_FOUND")
+    def delete(self, args: dict[str, Any]) -> None:
+        """Lift the suppression of an address (the person consents again): it may be
+        imported and entered again."""
+        suppressions.lift(db_session(), args["email"], actor=_actor())
+
+
 def organisation_filter(args: dict[str, Any]) -> organisations.OrganisationFilter:
     criteria = organisations.OrganisationFilter(
         kind=args.get("kind", ()),
@@ -581,5 +637,6 @@ BLUEPRINTS = (
     search_blp,
     exports_blp,
     imports_blp,
+    privacy_blp,
 )
 RATE_LIMITS = {auth_blp: "20 per minute"}  # against password guessing

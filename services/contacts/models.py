@@ -282,6 +282,20 @@ class Change(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
+class Suppression(Base):
+    """An address erased on request (Art. 17 GDPR) that is not to be processed again: the
+    import refuses it and the API does not store it, until an admin lifts the suppression.
+    Kept as the SHA-256 of the normalised address (services/suppressions.py), not as the
+    address: the register can recognise it when it is given again without holding it."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (CheckConstraint("email_sha256 ~ '^[0-9a-f]{64}$'", name="email_sha256_hex"),)
+
+    email_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(254))
+
+
 class Import(Base):
     """An uploaded CSV: checked and previewed first, then committed (each in the request, or
     for large files by a worker)."""

@@ -561,3 +561,88 @@ class ImportOutSchema(ma.Schema):
     created_by = ma.fields.String()
     created_at = BerlinDateTime()
     finished_at = BerlinDateTime(allow_none=True)
+
+
+# Data protection: access, portability and erasure by email address (Art. 15, 17, 20 GDPR).
+
+
+class PrivacyEmailSchema(ma.Schema):
+    email = ma.fields.Email(
+        required=True,
+        validate=validate.Length(max=254),
+        metadata={"description": "Compared as the register stores addresses: in any case"},
+    )
+
+
+class PrivacyExportArgs(PrivacyEmailSchema):
+    download = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "As a file to save (Content-Disposition: attachment)"},
+    )
+
+
+class OrganisationRecordSchema(OrganisationOutSchema):
+    """An organisation's own fields: not its people, whose data is theirs."""
+
+    class Meta:
+        exclude = ("people",)
+
+
+class PersonDataSchema(ma.Schema):
+    person = ma.fields.Nested(PersonOutSchema, metadata={"description": "Fields and roles"})
+    history = ma.fields.List(
+        ma.fields.Nested(ChangeOutSchema), metadata={"description": "Oldest first"}
+    )
+
+
+class UploadBriefSchema(ma.Schema):
+    id = ma.fields.UUID()
+    filename = ma.fields.String()
+    status = ma.fields.String()
+    created_at = BerlinDateTime()
+
+
+class SuppressionOutSchema(ma.Schema):
+    created_at = BerlinDateTime()
+    created_by = ma.fields.String()
+
+
+class DataExportSchema(ma.Schema):
+    email = ma.fields.String(metadata={"description": "The address, as the register stores it"})
+    email_sha256 = ma.fields.String(metadata={"description": "What a suppression keeps of it"})
+    generated_at = BerlinDateTime()
+    people = ma.fields.List(
+        ma.fields.Nested(PersonDataSchema), metadata={"description": "People with the address"}
+    )
+    organisations = ma.fields.List(
+        ma.fields.Nested(OrganisationRecordSchema),
+        metadata={"description": "Organisations that give the address as their own"},
+    )
+    imports = ma.fields.List(
+        ma.fields.Nested(UploadBriefSchema),
+        metadata={"description": "Uploaded CSV files (kept for the retention) that hold it"},
+    )
+    suppression = ma.fields.Nested(
+        SuppressionOutSchema,
+        allow_none=True,
+        metadata={"description": "Since when the address is erased and not processed again"},
+    )
+
+
+class ErasureOutSchema(ma.Schema):
+    email_sha256 = ma.fields.String(metadata={"description": "What the suppression keeps"})
+    suppressed_at = BerlinDateTime(
+        metadata={"description": "When the address was first suppressed"}
+    )
+    people = ma.fields.Integer(metadata={"description": "People deleted"})
+    roles = ma.fields.Integer(metadata={"description": "Their roles, deleted"})
+    organisations = ma.fields.Integer(
+        metadata={"description": "Organisations whose email (the address) was cleared"}
+    )
+    imports = ma.fields.Integer(metadata={"description": "Uploads that held it, deleted"})
+    history_entries = ma.fields.Integer(
+        metadata={"description": "History entries whose personal data was removed"}
+    )
+    events = ma.fields.Integer(
+        metadata={"description": "Stored events whose personal data was removed"}
+    )

@@ -34,6 +34,9 @@ ADMIN_ONLY = {
     ("PATCH", "/districts/{district_id}"),
     ("POST", "/needs"),
     ("PATCH", "/needs/{key}"),
+    ("GET", "/privacy/export"),
+    ("POST", "/privacy/erasures"),
+    ("DELETE", "/privacy/suppressions"),
 }
 # Reading an upload is reading personal data that only those who may import see.
 WRITERS_ONLY_READS = {

@@ -15,9 +15,10 @@ export), by email, or by folded name and address.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -47,6 +48,7 @@ from ..csvfiles import (
     EXPORT_COLUMNS,
     Table,
     column_mapping,
+    decode,
     raw_row,
     read_table,
     row_values,
@@ -63,6 +65,7 @@ from ..normalise import (
 )
 from . import organisations, people
 from .history import get_or_404, lock_or_404
+from .suppressions import IMPORT_REFUSAL, SQL_SUPPRESSED
 from .vocab import hold_districts
 
 MODES = ("all_or_nothing", "valid_only")
@@ -369,11 +372,7 @@ def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[s
     found: dict[int, dict[str, list[str]]] = {}
     params = {"import_id": import_id, "owner_kinds": list(OWNER_KINDS)}
     for line, field, name in session.execute(text(_REFUSED), params):
-        message = (
-            f"{name!r} owns premises, and premises belong to a landlord or a housing company."
-            if field == "kind"
-            else f"{name!r} is retired: kept where it is, not given anew."
-        )
+        message = _REFUSALS[field].format(name=name)
         found.setdefault(line, {}).setdefault(field, []).append(message)
     if not found:
         return []
@@ -409,12 +408,13 @@ COALESCE(
 """  # noqa: S608 (built from constants)
 # Staged rows a single edit would refuse: a retired district or need given to an
 # organisation that does not have it (a new one, or a matched one without it: a retired
-# entry is kept where it is, not given anew, see vocab.district_by_name), and a kind that
+# entry is kept where it is, not given anew, see vocab.district_by_name), a kind that
 # cannot own premises for a matched organisation that owns some (see
-# organisations.check_owner_kind).
+# organisations.check_owner_kind), and an address erased on request (the person's or the
+# organisation's: a row has one email; see suppressions.py).
 _REFUSED = f"""
 WITH staged AS MATERIALIZED (
-    SELECT s.line, s.kind, s.district, s.needs, {_MATCH} AS match_id
+    SELECT s.line, s.kind, s.district, s.needs, s.email, {_MATCH} AS match_id
     FROM import_rows s WHERE s.import_id = :import_id
 )
 SELECT s.line, 'district' AS field, s.district AS name
@@ -434,7 +434,16 @@ SELECT s.line, 'kind', o.name
 FROM staged s JOIN organisations o ON o.id = s.match_id
 WHERE s.kind <> o.kind AND NOT s.kind = ANY(CAST(:owner_kinds AS text[]))
     AND EXISTS (SELECT 1 FROM premises p WHERE p.owner_id = o.id)
+UNION ALL
+SELECT s.line, 'email', NULL FROM staged s WHERE s.email IS NOT NULL AND {SQL_SUPPRESSED}
 """  # noqa: S608 (built from constants)
+_RETIRED = "{name!r} is retired: kept where it is, not given anew."
+_REFUSALS = {
+    "district": _RETIRED,
+    "needs": _RETIRED,
+    "kind": "{name!r} owns premises, and premises belong to a landlord or a housing company.",
+    "email": IMPORT_REFUSAL,
+}
 
 
 _PLAN = f"""
@@ -540,6 +549,15 @@ def _lock_key(name: str) -> int:
     return zlib.crc32(f"contacts-import-{name}".encode())
 
 
+def take_turn(session: Session) -> None:
+    """One import writes at a time: a file committed twice at once, or two files naming the
+    same new organisation, would each see the other's rows as new (the second waits, then
+    matches what the first created). An erasure takes its turn too: an import written
+    meanwhile is either done before it (and what it wrote is erased) or checks its rows
+    against the suppression afterwards (see _ensure_staged)."""
+    session.execute(select(func.pg_advisory_xact_lock(_lock_key("commit-any"))))
+
+
 def get_import(session: Session, import_id: uuid.UUID) -> Import:
     return get_or_404(session, Import, import_id, "import")
 
@@ -611,6 +629,7 @@ def run_import(
         return record
     actor = actor or record.created_by
     try:
+        take_turn(session)
         _ensure_staged(session, record)
         if record.mode == "all_or_nothing" and record.errors:
             raise Invalid({"mode": [f"{len(record.errors)} rows are invalid."]})
@@ -631,8 +650,8 @@ def run_import(
 
 
 # Staged rows naming a district or a need that is gone (renamed) or retired since the
-# preview.
-_STALE_VOCABULARY = """
+# preview, or an address erased since (see suppressions.py).
+_STALE = f"""
 SELECT count(*) FROM import_rows s
 WHERE s.import_id = :import_id AND (
     (s.district IS NOT NULL AND NOT EXISTS (
@@ -642,15 +661,17 @@ WHERE s.import_id = :import_id AND (
         SELECT 1 FROM unnest(s.needs) AS k(key)
         WHERE k.key NOT IN (SELECT key FROM needs WHERE active)
     )
+    OR (s.email IS NOT NULL AND {SQL_SUPPRESSED})
 )
-"""
+"""  # noqa: S608 (built from constants)
 
 
 def _ensure_staged(session: Session, record: Import) -> None:
     """The checked rows of the preview; checked again from the stored file if they are not
-    all there (import_rows is unlogged: a database crash empties it), or if a district or
+    all there (import_rows is unlogged: a database crash empties it), if a district or
     a need they name was renamed or retired since (the file's name for it may be unknown
-    now, or the row may give a retired entry anew).
+    now, or the row may give a retired entry anew), or if an address in them was erased
+    since (the row is refused now).
 
     The districts the rows name are held until the commit (see vocab.hold_district), before
     they are checked and before any organisation is locked: a rename waits for the import
@@ -660,9 +681,7 @@ def _ensure_staged(session: Session, record: Import) -> None:
     staged = session.scalar(
         select(func.count()).select_from(ImportRow).where(ImportRow.import_id == record.id)
     )
-    if staged == record.valid_rows and not session.scalar(
-        text(_STALE_VOCABULARY), {"import_id": record.id}
-    ):
+    if staged == record.valid_rows and not session.scalar(text(_STALE), {"import_id": record.id}):
         return
     hold_districts(session, select(District.name))
     _unstage(session, record.id)
@@ -834,10 +853,6 @@ def _apply(
     """(created, updated, unchanged, repeated): new organisations set-based, the others
     one by one through the use cases."""
     params: dict[str, Any] = {"import_id": record.id, "actor": actor, "now": utcnow()}
-    # One import writes at a time: a file committed twice at once, or two files naming the
-    # same new organisation, would each see the other's rows as new (the second waits,
-    # then matches what the first created).
-    session.execute(select(func.pg_advisory_xact_lock(_lock_key("commit-any"))))
     # Memory for this transaction's sorts and its snapshots of the new rows, which would
     # otherwise go through temporary files (the default is 4 MB).
     session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
@@ -984,6 +999,41 @@ def purge_imports(session: Session) -> int:
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     session.commit()
+    return int(deleted)
+
+
+def holding(session: Session, address: str) -> list[uuid.UUID]:
+    """The imports whose file holds ``address`` (a folded email) anywhere, in any case, as
+    a whole address (``anna@beispiel.de`` is not in ``hanna@beispiel.de``); their checked
+    rows and error reports come from the file. One file at a time: each may be as large
+    as a request may be."""
+    pattern = re.compile(
+        rf"(?<![\w.!#$%&'*+/=?^`{{|}}~-]){re.escape(address)}(?![\w-]|\.\w)", re.IGNORECASE
+    )
+    found = []
+    for import_id in session.scalars(select(Import.id).order_by(Import.id)).all():
+        content = session.scalar(select(Import.content).where(Import.id == import_id))
+        if content is not None and pattern.search(decode(content).text):
+            found.append(import_id)
+    return found
+
+
+def erase_uploads(session: Session, import_ids: Collection[uuid.UUID]) -> int:
+    """Delete these imports (file, checked rows, error report) in the caller's transaction;
+    how many. A worker checking or committing one of them is waited for, and one that starts
+    meanwhile finds the import taken and leaves it (see _lock). Their locks are taken in id
+    order, and before take_turn, as a commit takes them."""
+    for import_id in sorted(import_ids):
+        for step in ("check", "commit"):
+            key = _lock_key(f"{step}-{import_id}")
+            session.execute(select(func.pg_advisory_xact_lock(key)))
+    if not import_ids:
+        return 0
+    deleted = session.execute(
+        delete(Import)
+        .where(Import.id.in_(list(import_ids)))
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
     return int(deleted)
 
 

@@ -34,6 +34,7 @@ from ..normalise import (
     weighted_tsvectors,
 )
 from .history import archive, get_or_404, lock, lock_or_404, record_change, record_update
+from .suppressions import refuse_suppressed
 from .vocab import district_by_name, districts_named, hold_district, needs_by_key, needs_named
 
 ENTITY = "organisation"
@@ -275,6 +276,7 @@ def record_edit(
 
 
 def create_organisation(session: Session, data: Mapping[str, Any], *, actor: str) -> Organisation:
+    refuse_suppressed(session, data.get("email"))
     hold_district(session, data.get("district"))  # against a rename meanwhile
     org = add(session, data, actor=actor)
     session.commit()
@@ -328,6 +330,7 @@ def update_organisation(
     actor: str,
     version: int | None = None,
 ) -> Organisation:
+    refuse_suppressed(session, data.get("email"))
     # Locked before the version is compared: a concurrent change waits for this one and
     # then compares against the version this one wrote. The district it is given first,
     # against a rename meanwhile.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import sqlstate
-from shared.errors import Conflict, Invalid
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events import record_event
 
 from ..models import ROLES, Organisation, OutboxEvent, Person, Role
@@ -22,12 +22,12 @@ from .history import (
     archive,
     get_or_404,
     lock,
-    lock_or_404,
     record_change,
     record_update,
 )
 from .organisations import lock_organisations, order, paginate
 from .organisations import refresh_search as refresh_organisation_search
+from .suppressions import refuse_suppressed
 
 ENTITY = "person"
 FIELDS = ("first_name", "last_name", "email", "phone", "notes")
@@ -130,7 +130,9 @@ def _publish(session: Session, person: Person, verb: str) -> None:
     )
 
 
-def _refresh_organisations(session: Session, orgs: set[Organisation]) -> None:
+def refresh_organisations(session: Session, orgs: set[Organisation]) -> None:
+    """Write the search text of organisations whose people changed (their names are in it);
+    no edit of the organisation (no version, history or event)."""
     _flush(session)
     for org in orgs:
         session.refresh(org, ["roles"])
@@ -165,7 +167,7 @@ def add_person(session: Session, data: Mapping[str, Any], *, actor: str) -> Pers
     session.add(person)
     touched = _apply(session, person, data)
     session.flush()
-    _refresh_organisations(session, touched)
+    refresh_organisations(session, touched)
     record_change(
         session,
         entity_type=ENTITY,
@@ -180,6 +182,7 @@ def add_person(session: Session, data: Mapping[str, Any], *, actor: str) -> Pers
 
 
 def create_person(session: Session, data: Mapping[str, Any], *, actor: str) -> Person:
+    refuse_suppressed(session, data.get("email"))
     person = add_person(session, data, actor=actor)
     session.commit()
     return person
@@ -194,22 +197,40 @@ def lock_people(session: Session, person_ids: Iterable[uuid.UUID]) -> list[Perso
     return lock(session, Person, set(person_ids))
 
 
-def lock_for_change(
-    session: Session, person_id: uuid.UUID, data: Mapping[str, Any], attempts: int = 3
-) -> Person:
+def lock_for_change(session: Session, person_id: uuid.UUID, data: Mapping[str, Any]) -> Person:
     """The person locked for a change, after the organisations of their roles and of the
-    roles asked for (organisations are locked before people, see history.lock). Their
-    roles are read before the lock; if they changed until it was granted, once more."""
+    roles asked for (see :func:`lock_with_organisations`), or a 404."""
     wanted = {org_id for org_id, _ in _wanted_roles(data) or set()}
+    _, found = lock_with_organisations(session, {person_id}, wanted)
+    if not found:
+        raise NotFound("No such person.")
+    return found[0]
+
+
+def lock_with_organisations(
+    session: Session,
+    person_ids: Collection[uuid.UUID],
+    organisation_ids: Collection[uuid.UUID] = (),
+    attempts: int = 3,
+) -> tuple[dict[uuid.UUID, Organisation], list[Person]]:
+    """These people locked for a change (missing ones left out), after the organisations of
+    their roles and ``organisation_ids`` (organisations are locked before people, see
+    history.lock). Their roles are read before the lock; if they changed until it was
+    granted, the locks are let go and taken once more. In a savepoint, so that what the
+    caller's transaction did before stays."""
     for _ in range(attempts):
+        savepoint = session.begin_nested()
         current = set(
-            session.scalars(select(Role.organisation_id).where(Role.person_id == person_id))
+            session.scalars(
+                select(Role.organisation_id).where(Role.person_id.in_(list(person_ids)))
+            )
         )
-        lock_organisations(session, current | wanted)
-        person = lock_or_404(session, Person, person_id, "person")
-        if {role.organisation_id for role in person.roles} <= current | wanted:
-            return person
-        session.rollback()  # nothing written yet; the locks go with it
+        orgs = lock_organisations(session, current | set(organisation_ids))
+        found = lock_people(session, person_ids)
+        if all(role.organisation_id in orgs for person in found for role in person.roles):
+            savepoint.commit()  # the locks stay with the transaction
+            return orgs, found
+        savepoint.rollback()  # and the locks taken in it
     raise Conflict("The person's roles keep changing meanwhile; try again.")
 
 
@@ -224,7 +245,7 @@ def change_person(session: Session, person: Person, data: Mapping[str, Any], *, 
         session, person, before, snapshot(person), entity_type=ENTITY, actor=actor
     ):
         return False
-    _refresh_organisations(session, touched)
+    refresh_organisations(session, touched)
     _publish(session, person, "updated")
     return True
 
@@ -232,6 +253,7 @@ def change_person(session: Session, person: Person, data: Mapping[str, Any], *, 
 def update_person(
     session: Session, person_id: uuid.UUID, data: Mapping[str, Any], *, actor: str
 ) -> Person:
+    refuse_suppressed(session, data.get("email"))
     person = lock_for_change(session, person_id, data)
     change_person(session, person, data, actor=actor)
     session.commit()
@@ -243,7 +265,7 @@ def set_archived(session: Session, person_id: uuid.UUID, archived: bool, *, acto
     person's name only while the person is not archived."""
     person = lock_for_change(session, person_id, {})
     if archive(session, person, archived, entity_type=ENTITY, actor=actor):
-        _refresh_organisations(session, {role.organisation for role in person.roles})
+        refresh_organisations(session, {role.organisation for role in person.roles})
         _publish(session, person, "archived" if archived else "updated")
     session.commit()
     return person

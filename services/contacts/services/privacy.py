@@ -1,0 +1,216 @@
+"""Data subjects' rights in the register: access and portability (Art. 15 and 20 GDPR) and
+erasure (Art. 17 GDPR), by email address.
+
+An erasure deletes the people with the address (and their roles), empties what the history
+and the outbox hold of them, clears the address where an organisation gives it, deletes the
+uploads that still hold it, and stores a suppression so that it is not imported or entered
+again. A ``contacts.person.erased`` event per person (the id and the SHA-256 of the
+address, never the address) lets visits and newsletter erase what they hold of the person.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, text
+from sqlalchemy.orm import Session
+
+from shared.db import utcnow
+from shared.events import record_event
+
+from ..models import Change, Import, Organisation, OutboxEvent, Person, Suppression
+from . import imports, organisations, people, suppressions
+from .history import history, record_change
+
+# What stands where personal data was: an entry of the history, or an address in one.
+ERASED = {"erased": True}
+ERASED_EVENT = "contacts.person.erased"
+
+
+@dataclass(frozen=True)
+class PersonData:
+    person: Person
+    history: list[Change]
+
+
+@dataclass(frozen=True)
+class DataExport:
+    """What the register holds about an address (see :func:`export`)."""
+
+    email: str
+    email_sha256: str
+    generated_at: datetime
+    people: list[PersonData]
+    organisations: list[Organisation]
+    imports: list[Row[Any]]
+    suppression: Suppression | None
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure did, in numbers (no personal data)."""
+
+    email_sha256: str
+    suppressed_at: datetime
+    people: int
+    roles: int
+    organisations: int
+    imports: int
+    history_entries: int
+    events: int
+
+
+def export(session: Session, email: str) -> DataExport:
+    """Everything the register holds about ``email``: the people with it (their fields,
+    roles and history), the organisations that give it as their own, the uploads that hold
+    it, and whether it is suppressed. Nothing held is an answer too (empty lists)."""
+    address, digest = suppressions.address_of(email)
+    found = session.scalars(
+        select(Person).where(Person.email == address).order_by(Person.created_at, Person.id)
+    ).all()
+    return DataExport(
+        email=address,
+        email_sha256=digest,
+        generated_at=utcnow(),
+        people=[PersonData(p, history(session, people.ENTITY, p.id)) for p in found],
+        organisations=list(
+            session.scalars(
+                select(Organisation)
+                .where(Organisation.email == address)
+                .order_by(Organisation.created_at, Organisation.id)
+            )
+        ),
+        imports=list(
+            session.execute(
+                select(Import.id, Import.filename, Import.status, Import.created_at)
+                .where(Import.id.in_(imports.holding(session, address)))
+                .order_by(Import.created_at, Import.id)
+            )
+        ),
+        suppression=suppressions.find(session, digest),
+    )
+
+
+def erase(session: Session, email: str, *, actor: str) -> Erasure:
+    """Erase ``email`` from the register in one transaction, and suppress it (also when
+    the register holds nothing of it: the person asked not to be processed).
+
+    Locks, in the order the other writers take them: the uploads that hold the address
+    (a worker at one of them finishes first), the address (a person or organisation given
+    it meanwhile is created before, or refused after), the imports' turn (an import
+    committed meanwhile is written before, or refuses the address after), then the
+    organisations and the people."""
+    address, digest = suppressions.address_of(email)
+    uploads = imports.erase_uploads(session, imports.holding(session, address))
+    suppressions.lock_address(session, digest)
+    imports.take_turn(session)
+    person_ids = set(session.scalars(select(Person.id).where(Person.email == address)))
+    org_ids = set(session.scalars(select(Organisation.id).where(Organisation.email == address)))
+    orgs, locked = people.lock_with_organisations(session, person_ids, org_ids)
+    erased = [person for person in locked if person.email == address]
+    roles = sum(len(person.roles) for person in erased)
+    entries, events = _forget_people(session, erased)
+    for person in erased:
+        _record_erasure(session, person, digest, actor)
+        session.delete(person)  # with the roles
+    people.refresh_organisations(
+        session, {role.organisation for person in erased for role in person.roles}
+    )
+    cleared = [org for org in orgs.values() if org.email == address]
+    for org in cleared:
+        organisations.change(session, org, {"email": None}, actor=actor)
+    session.flush()
+    scrubbed_entries, scrubbed_events = _forget_address(session, address)
+    suppression = suppressions.suppress(session, digest, actor=actor)
+    session.commit()
+    return Erasure(
+        email_sha256=digest,
+        suppressed_at=suppression.created_at,
+        people=len(erased),
+        roles=roles,
+        organisations=len(cleared),
+        imports=uploads,
+        history_entries=entries + scrubbed_entries,
+        events=events + scrubbed_events,
+    )
+
+
+# A person's history entries keep who did what and when; what they held of the person
+# (the snapshots before and after) is replaced by the marker. Their events keep the id.
+_FORGET_HISTORY = """
+UPDATE changes SET
+    before = CASE WHEN jsonb_typeof(before) = 'object' THEN CAST(:erased AS jsonb) ELSE before END,
+    after = CASE WHEN jsonb_typeof(after) = 'object' THEN CAST(:erased AS jsonb) ELSE after END
+WHERE entity_type = :entity AND entity_id = ANY(CAST(:ids AS text[]))
+"""
+_FORGET_EVENTS = """
+UPDATE outbox SET payload = jsonb_build_object('id', aggregate_id) || CAST(:erased AS jsonb)
+WHERE type LIKE 'contacts.person.%' AND aggregate_id = ANY(CAST(:ids AS text[]))
+"""
+# The address wherever a snapshot or an event names it as an email: an organisation that
+# gave it, a person who had it before. In the history the marker stands for it; in an event
+# it is null, as a consumer reads an email there.
+_FORGET_ADDRESS_HISTORY = """
+UPDATE changes SET
+    before = CASE WHEN before->>'email' = :address
+        THEN jsonb_set(before, '{email}', CAST(:erased AS jsonb)) ELSE before END,
+    after = CASE WHEN after->>'email' = :address
+        THEN jsonb_set(after, '{email}', CAST(:erased AS jsonb)) ELSE after END
+WHERE before->>'email' = :address OR after->>'email' = :address
+"""
+_FORGET_ADDRESS_EVENTS = """
+UPDATE outbox SET payload = jsonb_set(payload, '{email}', 'null')
+WHERE payload->>'email' = :address
+"""
+
+
+def _forget_people(session: Session, erased: list[Person]) -> tuple[int, int]:
+    """Empty the history entries and events of these people; (entries, events)."""
+    if not erased:
+        return 0, 0
+    params = {
+        "ids": [str(person.id) for person in erased],
+        "entity": people.ENTITY,
+        "erased": json.dumps(ERASED),
+    }
+    return _rowcount(session, _FORGET_HISTORY, params), _rowcount(session, _FORGET_EVENTS, params)
+
+
+def _forget_address(session: Session, address: str) -> tuple[int, int]:
+    """Take the address out of every history entry and event that still names it (a whole
+    read of both tables: erasures are rare); (entries, events)."""
+    params = {"address": address, "erased": json.dumps(ERASED)}
+    return (
+        _rowcount(session, _FORGET_ADDRESS_HISTORY, params),
+        _rowcount(session, _FORGET_ADDRESS_EVENTS, params),
+    )
+
+
+def _record_erasure(session: Session, person: Person, digest: str, actor: str) -> None:
+    """The person's last history entry (who erased them, and when) and event, for the
+    services that hold something of them: the id and the address's hash, never the
+    address."""
+    record_change(
+        session,
+        entity_type=people.ENTITY,
+        entity_id=person.id,
+        actor=actor,
+        action="erased",
+        before=None,
+        after=ERASED,
+    )
+    record_event(
+        session,
+        OutboxEvent,
+        type=ERASED_EVENT,
+        aggregate_id=person.id,
+        version=person.version + 1,
+        data={"id": str(person.id), "email_sha256": digest},
+    )
+
+
+def _rowcount(session: Session, statement: str, params: dict[str, Any]) -> int:
+    return int(session.execute(text(statement), params).rowcount)  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
-"""Events newsletter consumes: contacts' organisations (for segments and personalisation)
-and newsletter requests from training sign-ups. Handlers do not commit (apply_event does)."""
+"""Events newsletter consumes: contacts' organisations (for segments and personalisation),
+addresses erased in contacts, and newsletter requests from training sign-ups. Handlers do
+not commit (apply_event does)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared.erasure import ADDRESS_ERASED, erased_digest
 from shared.events import Envelope, Handler, upsert_projection
 
 from .models import ConsentRecord, MailingList, Organisation
@@ -80,9 +82,18 @@ def on_newsletter_requested(session: Session, envelope: Envelope) -> None:
     event.listen(session, "after_commit", _after_commit, once=True)
 
 
+def on_address_erased(session: Session, envelope: Envelope) -> None:
+    """An address erased on request in contacts (Art. 17 GDPR): its subscribers go, and
+    staff cannot add it again."""
+    from . import services
+
+    services.erase_address(session, erased_digest(envelope))
+
+
 HANDLERS: dict[str, Handler] = {
     "contacts.organisation.created": on_organisation,
     "contacts.organisation.updated": on_organisation,
     "contacts.organisation.archived": on_organisation,
     "visits.registration.newsletter_requested": on_newsletter_requested,
+    ADDRESS_ERASED: on_address_erased,
 }

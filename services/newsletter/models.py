@@ -146,6 +146,19 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
+class ErasedAddress(Base):
+    """An address erased on request (Art. 17 GDPR), as the SHA-256 of the folded address
+    (``shared.erasure``): staff cannot add or import it again; the person's own confirmed
+    subscription (double opt-in: a fresh consent) lifts it. Not the address: the service
+    recognises it when it comes again without holding it."""
+
+    __tablename__ = "erased_addresses"
+    __table_args__ = (CheckConstraint("email_sha256 ~ '^[0-9a-f]{64}$'", name="email_sha256_hex"),)
+
+    email_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
 class Organisation(Base):
     """Projection of contacts' organisations: what segments filter on."""
 
@@ -193,7 +206,10 @@ class Campaign(Base):
 
 
 class Delivery(Base):
-    """One mail of a campaign to one subscriber; the row is the exactly-once guard."""
+    """One mail of a campaign to one subscriber; the row is the exactly-once guard.
+
+    An erased subscriber's rows stay for the campaign's counts, without subscriber, address,
+    name, organisation or token."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -205,7 +221,7 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[uuid.UUID] = mapped_column(
+    subscriber_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE")
     )
     # A snapshot for the cheap per-mail path (no joins while sending).

@@ -14,21 +14,25 @@ from datetime import datetime, timedelta
 from email.policy import default as default_policy
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.auth import LinkError, load_link, sign_link
 from shared.db import get_or_not_found, page_offset, utcnow
+from shared.erasure import email_sha256, sql_email_sha256
 from shared.errors import Conflict, Gone, Invalid, NotFound
 from shared.mail import Mailer, SmtpConfig, address, build_message, has_line_break
 from shared.settings import Settings
 
 from . import jobs
 from .models import (
+    Bounce,
     Campaign,
     ConsentRecord,
+    Delivery,
+    ErasedAddress,
     MailingList,
     Subscriber,
     Subscription,
@@ -40,6 +44,10 @@ log = logging.getLogger(__name__)
 CONFIRM_PURPOSE = "newsletter-confirm"
 PREFERENCES_PURPOSE = "newsletter-preferences"
 CONFIRM_MAX_AGE = timedelta(days=7)
+ERASED_REFUSAL = (
+    "This address was erased on request (Art. 17 GDPR) and is not added again by staff. "
+    "The person can subscribe again themselves (double opt-in)."
+)
 PREFERENCES_MAX_AGE = timedelta(days=180)
 
 
@@ -327,6 +335,9 @@ def confirm_subscription(
     if subscriber.state != "active":
         subscriber.state = "active"
     session.execute(text("DELETE FROM suppressions WHERE email = :e"), {"e": subscriber.email})
+    session.execute(
+        delete(ErasedAddress).where(ErasedAddress.email_sha256 == email_sha256(subscriber.email))
+    )
     session.commit()
     return consent
 
@@ -340,7 +351,10 @@ def create_subscriber(
     list_ids: list[uuid.UUID],
     consent: dict[str, Any],
 ) -> Subscriber:
-    """A subscriber added by staff: only with a stated consent source."""
+    """A subscriber added by staff: only with a stated consent source, and not an address
+    erased on request."""
+    if _erased(session, [email]):
+        raise Conflict(ERASED_REFUSAL, code="erased")
     result = import_subscribers(
         session,
         rows=[{"email": email, "name": name, "organisation_id": organisation_id}],
@@ -408,7 +422,7 @@ def import_subscribers(
         session.scalars(
             select(Suppression.email).where(Suppression.email.in_([v[0] for v in valid]))
         )
-    )
+    ) | _erased(session, [v[0] for v in valid])
     result = ImportResult(invalid=[])
     now = utcnow()
     for email_address, name, organisation_id in valid:
@@ -509,6 +523,67 @@ def delete_subscriber(session: Session, subscriber_id: uuid.UUID) -> None:
     )
     session.delete(subscriber)
     session.commit()
+
+
+def _erased(session: Session, addresses: list[str]) -> set[str]:
+    """The addresses among these that were erased on request (Art. 17 GDPR)."""
+    digests = {email_sha256(address): address for address in addresses}
+    found = session.scalars(
+        select(ErasedAddress.email_sha256).where(ErasedAddress.email_sha256.in_(digests))
+    )
+    return {digests[digest] for digest in found}
+
+
+def erase_address(session: Session, digest: str) -> None:
+    """Erase what the newsletter holds of an address erased on request (Art. 17 GDPR), in
+    the caller's transaction, and keep its hash so that staff cannot add it again.
+
+    The subscribers with it go with their subscriptions and consent records (the proof of
+    a consent that is withdrawn with the data); their bounces and the address's
+    suppressions go too. Their campaign mails stay, for the campaigns' counts, without
+    subscriber, address, name, organisation or token; those not sent yet are skipped.
+    Matching hashes every address (a whole read of the tables: erasures are rare). Doing it
+    again finds nothing more to erase."""
+    subscriber_ids = list(
+        session.scalars(
+            select(Subscriber.id)
+            .where(sql_email_sha256(Subscriber.email) == digest)
+            .with_for_update()
+        )
+    )
+    for subscriber_id in subscriber_ids:
+        _skip_pending(session, subscriber_id, everything=True)
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id.in_(subscriber_ids))
+        .values(subscriber_id=None, email="", name="", organisation="", token="", last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        delete(Bounce)
+        .where(
+            or_(
+                sql_email_sha256(Bounce.email) == digest,
+                Bounce.subscriber_id.in_(subscriber_ids),
+            )
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        delete(Suppression)
+        .where(sql_email_sha256(Suppression.email) == digest)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        delete(Subscriber)  # with subscriptions and consent records (ON DELETE CASCADE)
+        .where(Subscriber.id.in_(subscriber_ids))
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        insert(ErasedAddress)
+        .values(email_sha256=digest, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["email_sha256"])
+    )
 
 
 def _skip_pending(db: Session | Connection, subscriber_id: uuid.UUID, everything: bool) -> None:

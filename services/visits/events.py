@@ -1,4 +1,5 @@
-"""Events visits publishes, and handlers for the contacts events it keeps projections of.
+"""Events visits publishes, and handlers for the contacts events it keeps projections of
+and for addresses erased in contacts.
 
 Handlers read only the fields they need (tolerant reader), never commit (``apply_event``
 does), and go through ``upsert_projection`` so that an older event never overwrites a newer
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shared.erasure import ADDRESS_ERASED, erased_digest
 from shared.events import Envelope, Handler, upsert_projection
 
 from .models import Need, Organisation
@@ -65,10 +67,20 @@ def apply_need(session: Session, envelope: Envelope) -> None:
     )
 
 
+def apply_address_erased(session: Session, envelope: Envelope) -> None:
+    """An address erased on request in contacts (Art. 17 GDPR): the sign-ups with it keep
+    their counts and lose whom they name. Visits holds no people of contacts (visits name
+    organisations and staff), so ``contacts.person.erased`` has nothing to find here."""
+    from . import services
+
+    services.erase_address(session, erased_digest(envelope))
+
+
 HANDLERS: dict[str, Handler] = {
     "contacts.organisation.created": apply_organisation,
     "contacts.organisation.updated": apply_organisation,
     "contacts.organisation.archived": apply_organisation,
     "contacts.need.created": apply_need,
     "contacts.need.updated": apply_need,
+    ADDRESS_ERASED: apply_address_erased,
 }

@@ -136,7 +136,7 @@ def build(mail: Mail, settings: Settings) -> EmailMessage:
         )
     return build_message(
         sender=settings.mail_from,
-        to=address(registration.email, registration.name),
+        to=address(registration.email or "", registration.name),
         subject=SUBJECTS[mail.kind].format(title=training.title),
         text=text,
         html=html,
@@ -155,6 +155,12 @@ def deliver_mail(
     if mail is None or mail.status != "queued":
         session.rollback()
         return "skipped"
+    if mail.registration.email is None:
+        # The address was erased on request: a mail queued later (an expiry) reaches no one.
+        mail.status = "failed"
+        mail.last_error = "address erased on request"
+        session.commit()
+        return "failed"
     try:
         mailer.send(build(mail, settings))
     except (smtplib.SMTPException, OSError) as exc:

@@ -170,6 +170,9 @@ class Training(Base):
 
 
 class Registration(Base):
+    """A sign-up. One whose address was erased on request (Art. 17 GDPR) stays, for the
+    training's counts, with no name, address, phone, IP or browser."""
+
     __tablename__ = "registrations"
     __table_args__ = (
         CheckConstraint(_in("status", REGISTRATION_STATUSES), name="status"),
@@ -181,7 +184,7 @@ class Registration(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
     training_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("trainings.id"))
     name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str] = mapped_column(String(254))
+    email: Mapped[str | None] = mapped_column(String(254))
     organisation_name: Mapped[str | None] = mapped_column(String(300))
     organisation_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     phone: Mapped[str | None] = mapped_column(String(40))

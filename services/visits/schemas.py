@@ -289,7 +289,7 @@ class RegistrationOutSchema(ma.Schema):
     id = ma.fields.UUID()
     training_id = ma.fields.UUID()
     name = ma.fields.String()
-    email = ma.fields.String()
+    email = ma.fields.String(allow_none=True)
     organisation_name = ma.fields.String(allow_none=True)
     organisation_id = ma.fields.UUID(allow_none=True)
     phone = ma.fields.String(allow_none=True)

@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
     exists,
     func,
     insert,
@@ -46,6 +47,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.auth import LinkError, load_link, sign_link
 from shared.db import Timestamp, get_or_not_found, page_offset, utcnow
+from shared.erasure import sql_email_sha256
 from shared.errors import Conflict, DomainError, Gone, Invalid, NotFound
 from shared.events import get_bus
 
@@ -1023,6 +1025,57 @@ def cancel_registration(
         _fill_from_waitlist(session, training, now)
     _commit(session)
     return registration
+
+
+def erase_address(session: Session, digest: str, *, now: datetime | None = None) -> None:
+    """Erase what visits holds of an address erased on request (Art. 17 GDPR), in the
+    caller's transaction.
+
+    The sign-ups with it stay, for the trainings' counts (seats, attendance, the funders'
+    reports), but lose whom they name: name, address, phone, IP and browser. One still
+    running for a training to come is cancelled, as no mail can reach the person any more,
+    and its seat goes to the waitlist; their mails go, sent or not. A newsletter request
+    waiting in the outbox keeps nothing of them. Matching hashes every address (a whole
+    read of the table: erasures are rare); doing it again finds nothing more."""
+    now = now or utcnow()
+    erased = sql_email_sha256(Registration.email) == digest
+    training_ids = sorted(
+        set(session.scalars(select(Registration.training_id).where(erased)))
+    )  # the order every seat change takes its trainings' locks in
+    for training_id in training_ids:
+        training = _lock_training(session, training_id)
+        freed = False
+        for registration in session.scalars(
+            select(Registration)
+            .where(Registration.training_id == training_id, erased)
+            .with_for_update(of=Registration)
+        ):
+            if registration.status in ACTIVE_REGISTRATION and training.starts_at > now:
+                freed = freed or registration.status == "confirmed"
+                registration.status = "cancelled"
+                registration.cancelled_at = now
+            registration.name = ""
+            registration.email = None
+            registration.phone = None
+            registration.ip = None
+            registration.user_agent = None
+            session.execute(
+                delete(Mail)
+                .where(Mail.registration_id == registration.id)
+                .execution_options(synchronize_session=False)
+            )
+        session.flush()
+        if freed and training.status == "published":
+            _fill_from_waitlist(session, training, now)
+    session.execute(
+        update(OutboxEvent)
+        .where(
+            OutboxEvent.type == NEWSLETTER_REQUESTED,
+            sql_email_sha256(OutboxEvent.payload["email"].astext) == digest,
+        )
+        .values(payload={"erased": True})
+        .execution_options(synchronize_session=False)
+    )
 
 
 def get_registration(session: Session, registration_id: uuid.UUID) -> Registration:

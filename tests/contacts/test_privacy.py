@@ -291,6 +291,32 @@ def test_erasing_an_address_the_register_does_not_hold_still_suppresses_it(desk:
     assert again["suppressed_at"] == body["suppressed_at"]  # when the person first asked
 
 
+def test_every_erasure_tells_the_other_services_the_hash_of_the_address(
+    desk: Desk, make_person: Maker
+) -> None:
+    """Newsletter and visits hold the address without a person of the register (a
+    subscriber, a sign-up): one event per erasure, people or not, with the hash only."""
+    digest = _sha256(desk.address)
+    assert desk.erase().status_code == 200  # the register holds no one with it
+    assert desk.lift().status_code == 204
+    make_person(last_name=f"Schmidt{desk.tag}", email=desk.address)
+    assert desk.erase(desk.address.upper()).status_code == 200  # one person this time
+    events = desk.rows(
+        "SELECT type, version, payload FROM outbox WHERE aggregate_id = :digest ORDER BY id",
+        digest=digest,
+    )
+    assert [(event.type, event.version, event.payload) for event in events] == [
+        ("contacts.address.erased", 1, {"email_sha256": digest}),
+        ("contacts.address.erased", 2, {"email_sha256": digest}),
+    ]
+    person_events = desk.rows(
+        "SELECT payload FROM outbox WHERE type = 'contacts.person.erased'"
+        " AND payload->>'email_sha256' = :digest",
+        digest=digest,
+    )
+    assert len(person_events) == 1  # and the person's own, as before
+
+
 def test_a_suppressed_address_is_refused_by_the_api_until_an_admin_lifts_it(
     desk: Desk, make_org: Maker, make_person: Maker
 ) -> None:

@@ -5,7 +5,10 @@ An erasure deletes the people with the address (and their roles), empties what t
 and the outbox hold of them, clears the address where an organisation gives it, deletes the
 uploads that still hold it, and stores a suppression so that it is not imported or entered
 again. A ``contacts.person.erased`` event per person (the id and the SHA-256 of the
-address, never the address) lets visits and newsletter erase what they hold of the person.
+address, never the address) says which people went; one ``contacts.address.erased`` event
+per erasure (the SHA-256 only), also when the register held no one with the address, lets
+visits and newsletter erase what they hold under the address: they hold it without a
+person of the register (a subscriber, a sign-up), so a person's id would not find it.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, text
+from sqlalchemy import Row, func, select, text
 from sqlalchemy.orm import Session
 
 from shared.db import utcnow
+from shared.erasure import ADDRESS_ERASED
 from shared.events import record_event
 
 from ..models import Change, Import, Organisation, OutboxEvent, Person, Suppression
@@ -125,6 +129,7 @@ def erase(session: Session, email: str, *, actor: str) -> Erasure:
     session.flush()
     scrubbed_entries, scrubbed_events = _forget_address(session, address)
     suppression = suppressions.suppress(session, digest, actor=actor)
+    _publish_address_erasure(session, digest)
     session.commit()
     return Erasure(
         email_sha256=digest,
@@ -209,6 +214,25 @@ def _record_erasure(session: Session, person: Person, digest: str, actor: str) -
         aggregate_id=person.id,
         version=person.version + 1,
         data={"id": str(person.id), "email_sha256": digest},
+    )
+
+
+def _publish_address_erasure(session: Session, digest: str) -> None:
+    """The event for the services that hold the address without a person of the register.
+    Its aggregate is the hash; erasing the address again (a subscriber added meanwhile
+    elsewhere) is the next version, the erasure lock keeping the count."""
+    earlier = session.scalar(
+        select(func.count())
+        .select_from(OutboxEvent)
+        .where(OutboxEvent.type == ADDRESS_ERASED, OutboxEvent.aggregate_id == digest)
+    )
+    record_event(
+        session,
+        OutboxEvent,
+        type=ADDRESS_ERASED,
+        aggregate_id=digest,
+        version=(earlier or 0) + 1,
+        data={"email_sha256": digest},
     )
 
 

@@ -9,13 +9,12 @@ what a suppression needs. An admin lifts a suppression when the person consents 
 
 from __future__ import annotations
 
-import hashlib
-
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.db import utcnow
+from shared.erasure import email_sha256
 from shared.errors import Conflict, NotFound
 
 from ..models import Suppression
@@ -28,11 +27,6 @@ API_REFUSAL = (
     "This address was erased on request (Art. 17 GDPR) and is not stored again. An admin "
     "can lift the suppression (DELETE /api/v1/privacy/suppressions) if the person consents."
 )
-
-
-def email_sha256(address: str) -> str:
-    """The hex SHA-256 of an address as the register stores it (folded, UTF-8)."""
-    return hashlib.sha256(address.encode("utf-8")).hexdigest()
 
 
 # Whether the address in ``s.email`` (an import row, folded) is suppressed: its

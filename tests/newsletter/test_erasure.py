@@ -1,0 +1,151 @@
+"""An address erased in contacts (Art. 17 GDPR), as newsletter applies the event: the
+subscriber goes with consents, subscriptions, bounces and suppressions; the campaign mails
+stay for the counts without the address; staff cannot bring the address back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from services.newsletter.events import HANDLERS
+from services.newsletter.models import (
+    Bounce,
+    Campaign,
+    ConsentRecord,
+    Delivery,
+    ErasedAddress,
+    InboxEvent,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
+from services.newsletter.services import record_bounce_rows
+from shared.db import get_database
+from shared.erasure import ADDRESS_ERASED, email_sha256
+from shared.events import Envelope, apply_event
+
+
+def erasure_of(address: str) -> Envelope:
+    digest = email_sha256(address)
+    return {
+        "id": str(uuid.uuid4()),
+        "type": ADDRESS_ERASED,
+        "source": "contacts",
+        "aggregate_id": digest,
+        "version": 1,
+        "occurred_at": "2026-11-30T10:00:00+00:00",
+        "data": {"email_sha256": digest},
+    }
+
+
+def _apply(app: Flask, envelope: Envelope) -> bool:
+    with get_database(app).session() as session:
+        return apply_event(session, InboxEvent, HANDLERS, envelope)
+
+
+def _mailed(app: Flask, subscriber_id: uuid.UUID, list_id: str, state: str) -> uuid.UUID:
+    """A campaign to the list with one mail to the subscriber, in the given state."""
+    with get_database(app).session() as session:
+        campaign = Campaign(subject="Neues aus Groß Klein", body="Hallo", list_ids=[list_id])
+        session.add(campaign)
+        session.flush()
+        session.add(
+            Delivery(
+                campaign_id=campaign.id,
+                subscriber_id=subscriber_id,
+                email="x",
+                name="Anna",
+                organisation="Bäckerei",
+                token="t" * 20,
+                state=state,
+            )
+        )
+        session.commit()
+        return campaign.id
+
+
+def test_the_subscriber_goes_and_the_campaign_counts_stay(
+    newsletter_app: Flask,
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    list_id = make_list()
+    address, other = add_subscribers([list_id], count=2)
+    with get_database(newsletter_app).session() as session:
+        subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
+        assert subscriber_id is not None
+        record_bounce_rows(
+            session,
+            email=address.upper(),  # as a mail server reported it
+            campaign_id=None,
+            hard=True,
+            status="5.1.1",
+            diagnostic=f"550 {address}: no such user",
+            source="dsn",
+        )
+        session.commit()
+    sent = _mailed(newsletter_app, subscriber_id, list_id, "sent")
+    queued = _mailed(newsletter_app, subscriber_id, list_id, "queued")
+
+    envelope = erasure_of(address)
+    assert _apply(newsletter_app, envelope) is True
+    assert _apply(newsletter_app, envelope) is False  # delivered twice: applied once
+    assert _apply(newsletter_app, erasure_of(address.upper())) is True  # erased again: fine
+
+    with get_database(newsletter_app).session() as session:
+
+        def count(model: Any, *where: Any) -> int:
+            return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+        assert count(Subscriber, Subscriber.email.in_([address, address.upper()])) == 0
+        assert count(Subscription, Subscription.subscriber_id == subscriber_id) == 0
+        assert count(ConsentRecord, ConsentRecord.subscriber_id == subscriber_id) == 0
+        assert count(Bounce, func.lower(Bounce.email) == address) == 0
+        assert count(Suppression, func.lower(Suppression.email) == address) == 0
+        assert session.get(ErasedAddress, email_sha256(address)) is not None
+        mails = session.execute(
+            select(Delivery.campaign_id, Delivery.state, Delivery.subscriber_id, Delivery.email)
+            .where(Delivery.campaign_id.in_([sent, queued]))
+            .order_by(Delivery.id)
+        ).all()
+        assert [tuple(mail) for mail in mails] == [
+            (sent, "sent", None, ""),  # still counted as sent
+            (queued, "skipped", None, ""),  # never sent to an erased address
+        ]
+        assert count(Subscriber, Subscriber.email == other) == 1  # the others stay
+
+
+def test_an_import_refuses_the_erased_address_row_and_takes_the_others(
+    newsletter_app: Flask, newsletter_client: FlaskClient, writer: dict[str, str], make_list: Any
+) -> None:
+    list_id = make_list()
+    erased = f"Erased.{uuid.uuid4().hex[:8]}@beispiel.example"
+    welcome = f"welcome.{uuid.uuid4().hex[:8]}@beispiel.example"
+    assert _apply(newsletter_app, erasure_of(erased))
+    imported = newsletter_client.post(
+        "/api/v1/subscribers/import",
+        json={
+            "list_ids": [list_id],
+            "source": "import",
+            "consent_text_version": "2026-01",
+            "note": "Unterschriftenliste Netzwerktreffen",
+            "consented_at": datetime.now(UTC).isoformat(),
+            "subscribers": [{"email": erased}, {"email": welcome}],
+        },
+        headers=writer,
+    )
+    assert imported.status_code == 200, imported.get_json()
+    assert (imported.get_json()["created"], imported.get_json()["suppressed"]) == (1, 1)
+    with get_database(newsletter_app).session() as session:
+        emails = set(
+            session.scalars(
+                select(Subscriber.email).where(Subscriber.email.in_([erased.lower(), welcome]))
+            )
+        )
+    assert emails == {welcome}

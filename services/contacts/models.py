@@ -302,6 +302,10 @@ class Import(Base):
     created_count: Mapped[int] = mapped_column(Integer, default=0)
     updated_count: Mapped[int] = mapped_column(Integer, default=0)
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The people of the rows: new ones, and ones there already (in the register, or from an
+    # earlier row) who get a role at another organisation.
+    people_created_count: Mapped[int] = mapped_column(Integer, default=0)
+    people_linked_count: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     created_by: Mapped[str] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)

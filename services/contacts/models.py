@@ -317,6 +317,10 @@ class Import(Base):
     created_count: Mapped[int] = mapped_column(Integer, default=0)
     updated_count: Mapped[int] = mapped_column(Integer, default=0)
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The people of the rows: new ones, and ones there already (in the register, or from an
+    # earlier row) who get a role at another organisation.
+    people_created_count: Mapped[int] = mapped_column(Integer, default=0)
+    people_linked_count: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     # About the file as a whole (lines read in another encoding); a default in the database
     # too, for rows written before the column, or by a replica that does not know it yet.

@@ -214,6 +214,12 @@ def match_name(name: str, legal_form: str | None = None) -> str:
     return " ".join(transliterate(token) for token in tokens(text))
 
 
+def match_person_name(name: str) -> str:
+    """A first or a last name for finding the same person twice: its words by their search
+    keys (``Müller``, ``Mueller``, ``MÜLLER`` -> ``muller``; ``A.`` -> ``a``)."""
+    return " ".join(search_key(token) for token in tokens(name))
+
+
 def match_address(street: str | None, house_number: str | None) -> str:
     """An address for finding the same organisation twice: the folded street and house
     number (``Hauptstr. 12 a`` = ``Hauptstraße 12a``). Not the postcode: one record often

@@ -548,6 +548,15 @@ class ImportOutSchema(ma.Schema):
         metadata={"description": "Matched existing records (updated where different)"}
     )
     skipped_count = ma.fields.Integer()
+    people_created_count = ma.fields.Integer(
+        metadata={"description": "People created, or while previewed: would be created"}
+    )
+    people_linked_count = ma.fields.Integer(
+        metadata={
+            "description": "People in the register or of an earlier row given a role at "
+            "another organisation (or while previewed: would be)"
+        }
+    )
     errors = ma.fields.Function(
         lambda i: i.errors[:100], metadata={"description": "The first 100 row errors"}
     )

@@ -63,17 +63,20 @@ def _tagged(client: FlaskClient, headers: dict[str, str], tag: str) -> list[dict
     return list(body["items"])
 
 
+def _outlook(*rows: str) -> bytes:
+    """A German Outlook export of these rows, as Outlook writes it (BOM, CRLF)."""
+    return ("\r\n".join([OUTLOOK_DE, *rows]) + "\r\n").encode("utf-8-sig")
+
+
 def _outlook_de(tag: str) -> bytes:
-    lines = [
-        OUTLOOK_DE,
+    return _outlook(
         f'Frau;Jördis;Weiß;Blumenhaus Weiß {tag};Inhaberin;"Ratzeburger Straße 12";Rostock;'
         f"18109;0381 4567890;info-{tag}@blumen-weiss.example;https://blumen-weiss.example;"
         f'{tag};"Öffnet um 8 Uhr"',
         f"Herr;Klaus;Müller;Müller & Söhne Kfz GmbH {tag};Geschäftsführer;Gerüstbauerring 3;"
         f"Rostock;18109;0381 111;kontakt-{tag}@mueller-kfz.example;;{tag};",
         f"Herr;Ömer;Yılmaz;Café Bosporus {tag};;Warnowallee 20b;Rostock;18107;;;;{tag};",
-    ]
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")
+    )
 
 
 def test_outlook_german_export_with_bom_twice_makes_no_duplicates(
@@ -538,13 +541,11 @@ def test_every_contact_of_an_outlook_export_joins_their_company(
     repeats the first one's company; it creates no organisation, but the person is added."""
     tag = f"imp{suffix()}"
     company = f"Hafenbau {tag};Inhaberin;Werftstraße 1;Rostock;18107;"
-    lines = [
-        OUTLOOK_DE,
+    content = _outlook(
         f"Frau;Anna;Albers;{company};info@{tag}.example;;{tag};",
         f"Herr;Bert;Brandt;{company};;;{tag};",
         f"Herr;Cem;Çelik;{company};bert@{tag}.example;;{tag};",
-    ]
-    content = ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")
+    )
     body = _upload(contacts_client, coordinator, content).get_json()
     assert (body["valid_rows"], body["created_count"], body["skipped_count"]) == (3, 1, 2)
     done = _commit(contacts_client, coordinator, body["id"]).get_json()
@@ -1058,14 +1059,12 @@ def test_one_person_at_two_companies_makes_two_companies(
     """In a file of contacts the email is the person's: one owner of two businesses with
     one address is two organisations, found again by their names and addresses."""
     tag = f"imp{suffix()}"
-    lines = [
-        OUTLOOK_DE,
+    content = _outlook(
         f"Frau;Ida;Ihde;Eiscafé Ihde {tag};Inhaberin;Warnowallee 3;Rostock;18107;;"
         f"ida@{tag}.example;;{tag};",
         f"Frau;Ida;Ihde;Blumen Ihde {tag};Inhaberin;Kolumbusring 8;Rostock;18106;;"
         f"ida@{tag}.example;;{tag};",
-    ]
-    content = ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")
+    )
     body = _upload(contacts_client, coordinator, content).get_json()
     assert (body["created_count"], body["skipped_count"]) == (2, 0)
     _commit(contacts_client, coordinator, body["id"])
@@ -1078,3 +1077,196 @@ def test_one_person_at_two_companies_makes_two_companies(
     ).get_json()
     assert (again["created_count"], again["updated_count"], again["skipped_count"]) == (0, 0, 2)
     assert len(_tagged(contacts_client, coordinator, tag)) == 2
+
+
+PEOPLE_COUNTS = ("people_created_count", "people_linked_count")
+
+
+def _person_by_email(
+    client: FlaskClient, headers: dict[str, str], email: str
+) -> list[dict[str, Any]]:
+    body = client.get("/api/v1/people", query_string={"email": email}, headers=headers)
+    return list(body.get_json()["items"])
+
+
+def test_a_person_at_two_companies_in_one_file_is_one_person_with_two_roles(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """Anna Müller is the contact at a bakery and the owner of a café: one person, told by
+    her email (in any case), with a role at each; the first row's phone and spelling of
+    her name stay. The same file again adds no person and no role."""
+    tag = f"imp{suffix()}"
+    email = f"anna-{tag}@mueller-beratung.example"
+    content = _outlook(
+        f"Frau;Anna;Müller;Bäckerei Schulz {tag};;Doberaner Straße 5;Rostock;18057;0381 111;"
+        f"{email};;{tag};",
+        f"Frau;Anna;Mueller;Café Ostsee {tag};Inhaberin;Am Strom 3;Rostock;18119;0381 222;"
+        f"{email.upper()};;{tag};",
+    )
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["created_count"], *(body[key] for key in PEOPLE_COUNTS)) == (2, 1, 1)
+    done = _commit(contacts_client, coordinator, body["id"], mode="all_or_nothing").get_json()
+    assert (done["created_count"], *(done[key] for key in PEOPLE_COUNTS)) == (2, 1, 1)
+
+    [anna] = _person_by_email(contacts_client, coordinator, email)
+    orgs = {o["name"]: o["id"] for o in _tagged(contacts_client, coordinator, tag)}
+    assert (anna["first_name"], anna["last_name"], anna["phone"]) == ("Anna", "Müller", "0381 111")
+    assert sorted((r["organisation_name"], r["role"]) for r in anna["roles"]) == [
+        (f"Bäckerei Schulz {tag}", "contact_person"),
+        (f"Café Ostsee {tag}", "owner"),
+    ]
+    with get_database(contacts_app).session() as session:
+        events = session.scalars(
+            select(OutboxEvent)
+            .where(OutboxEvent.aggregate_id == anna["id"])
+            .order_by(OutboxEvent.id)
+        ).all()
+        assert [(e.type, e.version) for e in events] == [
+            ("contacts.person.created", 1),
+            ("contacts.person.updated", 2),
+        ]
+        assert sorted(events[1].payload["organisation_ids"]) == sorted(orgs.values())
+
+    again = _upload(contacts_client, coordinator, content).get_json()
+    assert (again["created_count"], *(again[key] for key in PEOPLE_COUNTS)) == (0, 0, 0)
+    done = _commit(contacts_client, coordinator, again["id"]).get_json()
+    assert (done["created_count"], *(done[key] for key in PEOPLE_COUNTS)) == (0, 0, 0)
+    [same] = _person_by_email(contacts_client, coordinator, email)
+    assert (same["id"], same["version"], len(same["roles"])) == (anna["id"], 2, 2)
+
+
+def test_a_person_of_the_register_gets_a_role_as_a_patch_gives_it(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """A file naming someone of the register (by email) at a new company gives that person
+    a role there: the history entry and the event a PATCH of their roles writes, for a
+    twin given the same role through the API."""
+    tag = f"imp{suffix()}"
+    shop = contacts_client.post(
+        "/api/v1/organisations",
+        json={"kind": "business", "name": f"Kiosk {tag}"},
+        headers=coordinator,
+    ).get_json()
+    twins = [
+        contacts_client.post(
+            "/api/v1/people",
+            json={
+                "first_name": "Anna",
+                "last_name": "Müller",
+                "email": f"{who}-{tag}@mueller-beratung.example",
+                "phone": "0381 111",
+                "roles": [{"organisation_id": shop["id"], "role": "contact_person"}],
+            },
+            headers=coordinator,
+        ).get_json()
+        for who in ("anna", "twin")
+    ]
+    anna, twin = twins
+    content = (
+        "Firma;Vorname;Nachname;Position;E-Mail-Adresse;Mobiltelefon;Kategorien\n"
+        f"Café Ostsee {tag};Anna;Müller;Inhaberin;{anna['email'].upper()};0170 999;{tag}\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["created_count"], *(body[key] for key in PEOPLE_COUNTS)) == (1, 0, 1)
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert (done["created_count"], *(done[key] for key in PEOPLE_COUNTS)) == (1, 0, 1)
+    [cafe] = _tagged(contacts_client, coordinator, tag)
+    patched = contacts_client.patch(
+        f"/api/v1/people/{twin['id']}",
+        json={
+            "roles": [
+                {"organisation_id": shop["id"], "role": "contact_person"},
+                {"organisation_id": cafe["id"], "role": "owner"},
+            ]
+        },
+        headers=coordinator,
+    )
+    assert patched.status_code == 200, patched.get_json()
+
+    [imported] = _person_by_email(contacts_client, coordinator, anna["email"])
+    assert imported["id"] == anna["id"]
+    assert (imported["version"], imported["phone"]) == (2, "0381 111")  # her own phone stays
+
+    def history(person: dict[str, Any]) -> list[Any]:
+        entries = contacts_client.get(
+            f"/api/v1/people/{person['id']}/history", headers=coordinator
+        ).get_json()
+        return [(e["action"], e["before"], e["after"]) for e in entries[1:]]
+
+    assert history(anna) == history(twin)
+    assert history(anna)[0][0] == "updated"
+    with get_database(contacts_app).session() as session:
+
+        def events(person: dict[str, Any]) -> list[Any]:
+            found = session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.aggregate_id == person["id"])
+                .order_by(OutboxEvent.id)
+            )
+            return [
+                (
+                    e.type,
+                    e.version,
+                    {k: v for k, v in e.payload.items() if k not in ("id", "email")},
+                )
+                for e in found
+            ]
+
+        assert events(anna) == events(twin)
+        assert [e[:2] for e in events(anna)] == [
+            ("contacts.person.created", 1),
+            ("contacts.person.updated", 2),
+        ]
+
+    again = _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, content).get_json()["id"],
+    ).get_json()
+    assert (again["created_count"], *(again[key] for key in PEOPLE_COUNTS)) == (0, 0, 0)
+    [still] = _person_by_email(contacts_client, coordinator, anna["email"])
+    assert (still["version"], len(still["roles"])) == (2, 2)
+
+
+def test_a_later_row_fills_only_what_the_person_lacks(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Any
+) -> None:
+    """Known by her email and last name, a person whose first name and phone the register
+    lacks gets them from a row naming her at another company, and the company she was at
+    finds her by her new first name; what she has stays."""
+    tag = f"imp{suffix()}"
+    shop = make_org(name=f"Kiosk {tag}", tags=[tag])
+    email = f"mueller-{tag}@beratung.example"
+    person = contacts_client.post(
+        "/api/v1/people",
+        json={
+            "last_name": "Müller",
+            "email": email,
+            "roles": [{"organisation_id": shop["id"], "role": "owner"}],
+        },
+        headers=coordinator,
+    ).get_json()
+    content = (
+        "Firma;Vorname;Nachname;E-Mail-Adresse;Mobiltelefon;Kategorien\n"
+        f"Café Ostsee {tag};Anna;Müller;{email};0170 999;{tag}\n"
+        f"Werft {tag};Annette;Müller;{email};0170 111;{tag}\n"  # another first name: not her
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert tuple(body[key] for key in PEOPLE_COUNTS) == (1, 1)
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert tuple(done[key] for key in PEOPLE_COUNTS) == (1, 1)
+    found = contacts_client.get(f"/api/v1/people/{person['id']}", headers=coordinator).get_json()
+    assert (found["first_name"], found["last_name"], found["phone"]) == (
+        "Anna",
+        "Müller",
+        "0170 999",
+    )
+    assert sorted(r["organisation_name"] for r in found["roles"]) == [
+        f"Café Ostsee {tag}",
+        f"Kiosk {tag}",
+    ]
+    hits = contacts_client.get(
+        "/api/v1/search", query_string={"q": f"anna kiosk {tag}"}, headers=coordinator
+    ).get_json()
+    assert shop["id"] in [hit["id"] for hit in hits["items"]]
+    assert len(_person_by_email(contacts_client, coordinator, email)) == 2

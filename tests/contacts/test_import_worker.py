@@ -20,7 +20,14 @@ from services.contacts.services import imports
 from shared.db import get_database
 
 from .conftest import suffix
-from .test_import import _commit, _tagged, _upload, mixed_encodings
+from .test_import import (
+    PEOPLE_COUNTS,
+    _commit,
+    _person_by_email,
+    _tagged,
+    _upload,
+    mixed_encodings,
+)
 
 
 def _rows(tag: str, count: int) -> bytes:
@@ -208,3 +215,31 @@ def test_a_check_another_worker_is_at_leaves_the_import_to_it(
         other.rollback()
     record = imports.check_import(session, import_id)
     assert (record.status, record.valid_rows) == ("previewed", 1)
+
+
+def test_the_worker_makes_a_person_at_two_companies_one_person(
+    contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str], session: Session
+) -> None:
+    """A file checked and committed by the worker plans its people as a small one: one
+    person by her email at two companies, and the preview's counts are the commit's."""
+    tag = f"imp{suffix()}"
+    email = f"anna-{tag}@mueller-beratung.example"
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail;Kategorien\n"
+        f"Bäckerei Schulz {tag};Doberaner Straße 5;Anna;Müller;{email};{tag}\n"
+        f"Café Ostsee {tag};Am Strom 3;Anna;Müller;{email};{tag}\n"
+        f"Café Ostsee {tag};Am Strom 3;Jan;Jansen;;{tag}\n"
+    ).encode()
+    import_id = _checking(session, content)
+    tasks.check_import.run(str(import_id))
+    preview = contacts_client.get(f"/api/v1/imports/{import_id}", headers=coordinator).get_json()
+    assert (preview["status"], *(preview[key] for key in PEOPLE_COUNTS)) == ("previewed", 2, 1)
+    queued = _commit(contacts_client, coordinator, str(import_id), background=True).get_json()
+    assert queued["status"] == "queued"
+    tasks.run_import.run(str(import_id))
+    done = contacts_client.get(f"/api/v1/imports/{import_id}", headers=coordinator).get_json()
+    counts = ("created_count", "updated_count", "skipped_count", *PEOPLE_COUNTS)
+    assert done["status"] == "committed"
+    assert [done[key] for key in counts] == [preview[key] for key in counts] == [2, 0, 1, 2, 1]
+    [anna] = _person_by_email(contacts_client, coordinator, email)
+    assert len(anna["roles"]) == 2

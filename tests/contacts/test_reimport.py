@@ -1,7 +1,7 @@
 """Re-importing creates no duplicates: a row matches an organisation by our export's id, by
 email, or by folded name and address; a row repeating an earlier one in the same file
 creates nothing; a matched organisation is changed only where the row has a different,
-non-empty value."""
+non-empty value; a person at another company is the same person by their email only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from .conftest import Maker, suffix
-from .test_import import _commit, _tagged, _upload
+from .test_import import PEOPLE_COUNTS, _commit, _person_by_email, _tagged, _upload
 
 ORGS = "/api/v1/organisations"
 
@@ -21,7 +21,7 @@ def _imported(client: FlaskClient, headers: dict[str, str], content: str) -> dic
     assert preview["invalid_rows"] == 0, preview["errors"]
     done = _commit(client, headers, preview["id"], mode="all_or_nothing").get_json()
     assert done["status"] == "committed", done
-    counts = ("created_count", "updated_count", "skipped_count")
+    counts = ("created_count", "updated_count", "skipped_count", *PEOPLE_COUNTS)
     assert [done[key] for key in counts] == [preview[key] for key in counts]
     return dict(done)
 
@@ -137,3 +137,48 @@ def test_empty_cells_leave_the_fields_of_a_matched_organisation(
     unchanged = _read(contacts_client, coordinator, salon)
     assert unchanged["version"] == 1
     assert {key: unchanged[key] for key in kept} == kept
+
+
+def test_across_companies_an_email_tells_a_person_and_a_name_alone_does_not(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """Thomas Schmidt without an email at a shipyard and at a harbour bar: two people (one
+    name is common), but at one company one person, as before. Anna Müller with her email
+    at both: one person with two roles. Bert and Clara Brandt sharing the mailbox of their
+    two businesses: two people."""
+    tag = f"imp{suffix()}"
+    yard, bar = f"Werft {tag};Werftstraße 1", f"Hafenbar {tag};Am Strom 2"
+    anna, brandt = f"anna-{tag}@mueller.example", f"info-{tag}@brandt.example"
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail;Kategorien\n"
+        f"{yard};Thomas;Schmidt;;{tag}\n"
+        f"{bar};Thomas;Schmidt;;{tag}\n"
+        f"{yard};Thomas;Schmidt;;{tag}\n"
+        f"{yard};Anna;Müller;{anna};{tag}\n"
+        f"{bar};Anna;Müller;{anna};{tag}\n"
+        f"{yard};Bert;Brandt;{brandt};{tag}\n"
+        f"{bar};Clara;Brandt;{brandt};{tag}\n"
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert (done["created_count"], *(done[key] for key in PEOPLE_COUNTS)) == (2, 5, 1)
+    orgs = {org["name"]: org for org in _tagged(contacts_client, coordinator, tag)}
+    assert {
+        name: sorted(p["person_name"] for p in org["people"]) for name, org in orgs.items()
+    } == {
+        f"Werft {tag}": ["Anna Müller", "Bert Brandt", "Thomas Schmidt"],
+        f"Hafenbar {tag}": ["Anna Müller", "Clara Brandt", "Thomas Schmidt"],
+    }
+    thomas = {
+        p["person_id"]
+        for org in orgs.values()
+        for p in org["people"]
+        if p["person_name"] == "Thomas Schmidt"
+    }
+    assert len(thomas) == 2
+    assert len(_person_by_email(contacts_client, coordinator, anna)) == 1
+    assert len(_person_by_email(contacts_client, coordinator, brandt)) == 2
+
+    again = _imported(contacts_client, coordinator, content)
+    assert (again["created_count"], *(again[key] for key in PEOPLE_COUNTS)) == (0, 0, 0)
+    orgs = {org["name"]: org for org in _tagged(contacts_client, coordinator, tag)}
+    assert [len(org["people"]) for org in orgs.values()] == [3, 3]

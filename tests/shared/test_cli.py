@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -58,3 +61,25 @@ def test_mail_list_and_show_read_the_sink_folder(cli_env: dict[str, str], tmp_pa
     assert "Bestätigung Ihrer Anmeldung" in listed.output
     shown = CliRunner().invoke(main, ["mail", "show", "last"], env=cli_env)
     assert "Vielen Dank für Ihre Anmeldung." in shown.output
+
+
+def test_the_embedded_postgresql_loads_without_warnings_where_no_runtime_folder_is_set() -> None:
+    """``make run`` on a server or in a container (no ``XDG_RUNTIME_DIR``): pgserver's
+    import asked platformdirs for a runtime folder, and its warning was the first thing a
+    new user read."""
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            "from shared.embedded import _pg_bin; _pg_bin('initdb')",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr

@@ -39,6 +39,13 @@ def migrate(services: tuple[str, ...]) -> None:
         click.echo(f"{name}: migrated")
 
 
+# gunicorn's default access line without the query string and the referrer (which holds the
+# query string of the page the request came from): a query may hold personal data, the
+# address of a request about a person's data (GET /privacy/export?email=…), a search for a
+# name, a newsletter link's token.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
+
+
 @main.command()
 @click.argument("service", type=click.Choice(SERVICES))
 @click.option("--port", type=int, default=None)
@@ -67,6 +74,8 @@ def api(service: str, port: int | None, host: str, processes: int) -> None:
             "60",
             "--access-logfile",
             "-",
+            "--access-logformat",
+            ACCESS_LOG_FORMAT,
             "--name",
             f"quartier-{service}",
             f"services.{service}.app:create_app()",

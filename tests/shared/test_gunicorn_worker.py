@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gunicorn import util
 
 from shared.gunicorn_worker import _as_problem, _Page
+from shared.testing import wait_until
 
 PROBLEM = "application/problem+json"
 
@@ -87,3 +89,24 @@ def test_an_error_outside_the_application_says_only_that_it_was_logged() -> None
         "status": 500,
         "detail": "An unexpected error occurred. It has been logged.",
     }
+
+
+def test_the_access_log_leaves_out_query_strings(
+    api_process: Callable[[str], int], tmp_path: Path
+) -> None:
+    """A query string may hold personal data (the address of a request about a person's
+    data, a search for a name, a newsletter token): the access log names the path only."""
+    port = api_process("contacts")
+    address = "anna.zugriff@beispiel.example"
+    status, _, _ = _exchange(
+        port,
+        f"GET /api/v1/privacy/export?email={address} HTTP/1.1\r\nHost: localhost\r\n"
+        "Referer: http://localhost/suche?q=Anna%20Zugriff\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert status == 401
+    log = tmp_path / "contacts-api.log"
+    line = wait_until(
+        lambda: next((x for x in log.read_text().splitlines() if "/privacy/export" in x), None)
+    )
+    assert '"GET /api/v1/privacy/export HTTP/1.1" 401' in line
+    assert "zugriff" not in log.read_text().lower()

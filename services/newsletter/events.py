@@ -55,11 +55,16 @@ def on_newsletter_requested(session: Session, envelope: Envelope) -> None:
     except Exception:
         log.warning("newsletter request with an unusable address ignored")
         return
+    requested_at = data.get("requested_at")
+    if services.erased_since(session, email, requested_at):
+        # Made before the address was erased, applied after (events of two services come
+        # in any order): no consent of the person's any more.
+        log.info("newsletter request of an address erased since ignored")
+        return
     subscriber = services._get_or_create_subscriber(session, email, name)
     pending = services._subscribe(session, subscriber, list_ids, "unconfirmed")
     if not pending:
         return
-    requested_at = data.get("requested_at")
     consent = ConsentRecord(
         subscriber_id=subscriber.id,
         list_ids=pending,

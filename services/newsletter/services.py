@@ -534,6 +534,19 @@ def _erased(session: Session, addresses: list[str]) -> set[str]:
     return {digests[digest] for digest in found}
 
 
+def erased_since(session: Session, address: str, requested_at: str | None) -> bool:
+    """Whether the address was erased on request after a request made at ``requested_at``
+    (ISO 8601; an unknown time counts as before)."""
+    erased = session.get(ErasedAddress, email_sha256(address))
+    if erased is None:
+        return False
+    try:
+        at = datetime.fromisoformat(requested_at) if requested_at else None
+    except (TypeError, ValueError):
+        at = None
+    return at is None or at.tzinfo is None or at <= erased.created_at
+
+
 def erase_address(session: Session, digest: str) -> None:
     """Erase what the newsletter holds of an address erased on request (Art. 17 GDPR), in
     the caller's transaction, and keep its hash so that staff cannot add it again.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -149,3 +149,35 @@ def test_an_import_refuses_the_erased_address_row_and_takes_the_others(
             )
         )
     assert emails == {welcome}
+
+
+def test_a_newsletter_request_made_before_the_erasure_is_not_applied_after_it(
+    newsletter_app: Flask, make_list: Any
+) -> None:
+    """A training sign-up's tick relayed before the address was erased, and applied after
+    the erasure (events of two services come in any order; a failed one is retried later),
+    is no fresh consent: no subscriber and no confirmation mail to the erased address."""
+    make_list(training_signup=True)
+    address = f"anmeldung.{uuid.uuid4().hex[:8]}@beispiel.example"
+    requested_at = datetime.now(UTC) - timedelta(minutes=5)
+    assert _apply(newsletter_app, erasure_of(address))
+    request = {
+        "id": str(uuid.uuid4()),
+        "type": "visits.registration.newsletter_requested",
+        "source": "visits",
+        "aggregate_id": str(uuid.uuid4()),
+        "version": 1,
+        "occurred_at": requested_at.isoformat(),
+        "data": {
+            "email": address,
+            "name": "Anna Anmeldung",
+            "training_title": "Kassenbuch digital",
+            "requested_at": requested_at.isoformat(),
+            "ip": "192.0.2.7",
+            "user_agent": "Browser",
+        },
+    }
+    assert _apply(newsletter_app, request)
+    with get_database(newsletter_app).session() as session:
+        assert session.scalar(select(Subscriber.id).where(Subscriber.email == address)) is None
+        assert session.get(ErasedAddress, email_sha256(address)) is not None

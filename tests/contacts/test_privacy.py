@@ -18,7 +18,7 @@ from services.contacts.services import suppressions
 from shared.db import get_database
 
 from .conftest import Maker, role, suffix
-from .test_concurrency import LOCK_ORGANISATION, overlapping
+from .test_concurrency import LOCK_ORGANISATION, merging, overlapping
 from .test_import import _commit, _upload
 from .test_search import _search
 
@@ -506,3 +506,30 @@ def test_an_erasure_takes_turns_with_an_import_that_holds_the_address(
     assert (erased.get_json()["people"], erased.get_json()["imports"]) == (1, 1)
     assert desk.get("/people", email=desk.address).get_json()["total"] == 0
     assert desk.get(f"/imports/{preview['id']}").status_code == 404
+
+
+def test_an_erasure_takes_turns_with_a_merge_that_gives_the_survivor_the_address(
+    desk: Desk, make_org: Maker
+) -> None:
+    """The merge holds the address of the organisation it absorbs (shared) before it locks
+    the two; the erasure waits for it, then finds the survivor with the address too and
+    clears both."""
+    absorbed = make_org(name=f"Kontor {desk.tag}", email=desk.address)
+    survivor = make_org(name=f"Kontor {desk.tag} GmbH")
+
+    merged, erased = overlapping(
+        desk.app,
+        [
+            merging(survivor["id"], absorbed["id"], desk.coordinator),
+            lambda c: _erase(c, desk.admin, desk.address),
+        ],
+        LOCK_ORGANISATION,
+        id=absorbed["id"],
+    )
+
+    assert (merged.status_code, erased.status_code) == (200, 200), merged.get_json()
+    assert merged.get_json()["email"] == desk.address
+    assert erased.get_json()["organisations"] == 2
+    for org in (survivor, absorbed):
+        assert desk.get(f"/organisations/{org['id']}").get_json()["email"] is None
+    assert desk.mentions(desk.address) == 0

@@ -15,6 +15,7 @@ from ..models import OWNER_KINDS, Organisation, Premises, Role
 from . import organisations, people
 from . import premises as premises_
 from .history import lock, record_change
+from .suppressions import refuse_suppressed
 
 MERGED = "merged"
 MERGED_INTO = "merged_into"
@@ -89,6 +90,11 @@ def merge(
     are changed through their own use cases, with history, version and event."""
     if survivor_id == other_id:
         raise Invalid({"other_id": ["An organisation cannot be merged with itself."]})
+    # The survivor may take the other's email: the address is held (shared) before the two
+    # are locked, as a create or change that gives it holds it, so an erasure of it either
+    # clears the other first or, after the merge, finds the survivor with it too.
+    given = session.scalar(select(Organisation.email).where(Organisation.id == other_id))
+    refuse_suppressed(session, given)
     locked = organisations.lock_organisations(session, {survivor_id, other_id})
     survivor, other = locked.get(survivor_id), locked.get(other_id)
     if survivor is None or other is None:
@@ -114,6 +120,8 @@ def merge(
         for field in (*organisations.FIELDS, "district")
         if kept.get(field) in (None, "", []) and absorbed.get(field) not in (None, "", [])
     }
+    if filled.get("email") not in (None, given):
+        raise Conflict("The organisation's email was changed meanwhile; merge again.")
     filled["tags"] = list(dict.fromkeys([*kept["tags"], *absorbed["tags"]]))
     filled["needs"] = list(dict.fromkeys([*kept["needs"], *absorbed["needs"]]))
     if kept["notes"] and absorbed["notes"] and absorbed["notes"] not in kept["notes"]:

@@ -29,6 +29,12 @@ def _erase(client: FlaskClient, headers: dict[str, str], email: str) -> TestResp
     return client.post("/api/v1/privacy/erasures", json={"email": email}, headers=headers)
 
 
+def _lift(client: FlaskClient, headers: dict[str, str], email: str) -> TestResponse:
+    return client.delete(
+        "/api/v1/privacy/suppressions", query_string={"email": email}, headers=headers
+    )
+
+
 @dataclass(frozen=True)
 class Desk:
     """Requests about one address (``anna.<tag>@beispiel.example``): an admin answers
@@ -66,11 +72,7 @@ class Desk:
         )
 
     def lift(self, email: str | None = None, headers: dict[str, str] | None = None) -> TestResponse:
-        return self.client.delete(
-            "/api/v1/privacy/suppressions",
-            query_string={"email": email or self.address},
-            headers=self.admin if headers is None else headers,
-        )
+        return _lift(self.client, self.admin if headers is None else headers, email or self.address)
 
     def get(self, path: str, **query: Any) -> TestResponse:
         return self.client.get(f"/api/v1{path}", query_string=query, headers=self.coordinator)
@@ -533,3 +535,27 @@ def test_an_erasure_takes_turns_with_a_merge_that_gives_the_survivor_the_address
     for org in (survivor, absorbed):
         assert desk.get(f"/organisations/{org['id']}").get_json()["email"] is None
     assert desk.mentions(desk.address) == 0
+
+
+def test_a_lift_takes_turns_with_an_erasure_of_the_address(desk: Desk, make_org: Maker) -> None:
+    """The lift waits for the erasure's lock on the address: it never runs between the
+    erasure storing the suppression (or finding it stored) and reading it back, which
+    answered 500, and it lifts the suppression the erasure made."""
+    org = make_org(name=f"Kontor {desk.tag}", email=desk.address)
+    assert desk.erase().status_code == 200
+    assert desk.lift().status_code == 204
+    again = make_org(name=f"Kontor {desk.tag} neu", email=desk.address)
+
+    erased, lifted = overlapping(
+        desk.app,
+        [
+            lambda c: _erase(c, desk.admin, desk.address),
+            lambda c: _lift(c, desk.admin, desk.address),
+        ],
+        LOCK_ORGANISATION,
+        id=again["id"],
+    )
+
+    assert (erased.status_code, lifted.status_code) == (200, 204), erased.get_json()
+    assert desk.held()["suppression"] is None
+    assert desk.get(f"/organisations/{org['id']}").get_json()["email"] is None

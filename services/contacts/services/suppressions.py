@@ -90,8 +90,11 @@ def suppress(session: Session, digest: str, *, actor: str) -> Suppression:
 
 def lift(session: Session, email: str, *, actor: str) -> None:
     """Lift the suppression of an address (the person consents again): it may be imported
-    and entered again. A 404 if it is not suppressed."""
+    and entered again. A 404 if it is not suppressed. It waits for an erasure of the address
+    running meanwhile (which stores the suppression and reads it back), and lifts what
+    that stored."""
     _, digest = address_of(email)
+    lock_address(session, digest)
     deleted = session.execute(
         delete(Suppression)
         .where(Suppression.email_sha256 == digest)

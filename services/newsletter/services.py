@@ -808,10 +808,21 @@ def record_bounce_rows(
     diagnostic: str,
     source: str,
 ) -> None:
-    """The bounce, and for a hard one: the subscriber bounced, suppressed, nothing pending."""
+    """The bounce, and for a hard one: the subscriber bounced, suppressed, nothing pending.
+    Nothing for an address erased on request without a subscriber now (a mail sent before
+    the erasure, bounced after it): storing it would keep the address again."""
     subscriber_id = db.execute(
         text("SELECT id FROM subscribers WHERE email = :e"), {"e": email}
     ).scalar()
+    if (
+        subscriber_id is None
+        and db.execute(
+            select(ErasedAddress.email_sha256).where(
+                ErasedAddress.email_sha256 == email_sha256(email)
+            )
+        ).first()
+    ):
+        return
     db.execute(
         text(
             "INSERT INTO bounces (id, email, subscriber_id, campaign_id, hard, status,"

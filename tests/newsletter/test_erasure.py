@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from services.newsletter.events import HANDLERS
 from services.newsletter.models import (
@@ -27,7 +28,7 @@ from services.newsletter.models import (
 )
 from services.newsletter.services import record_bounce_rows
 from shared.db import get_database
-from shared.erasure import ADDRESS_ERASED, email_sha256
+from shared.erasure import ADDRESS_ERASED, email_sha256, sql_email_sha256
 from shared.events import Envelope, apply_event
 
 
@@ -47,6 +48,19 @@ def erasure_of(address: str) -> Envelope:
 def _apply(app: Flask, envelope: Envelope) -> bool:
     with get_database(app).session() as session:
         return apply_event(session, InboxEvent, HANDLERS, envelope)
+
+
+def _bounce(session: Session, address: str, *, hard: bool) -> None:
+    """A delivery status notification for the address, as a mail server reports it."""
+    record_bounce_rows(
+        session,
+        email=address.upper(),
+        campaign_id=None,
+        hard=hard,
+        status="5.1.1",
+        diagnostic=f"550 {address}: no such user",
+        source="dsn",
+    )
 
 
 def _mailed(app: Flask, subscriber_id: uuid.UUID, list_id: str, state: str) -> uuid.UUID:
@@ -80,15 +94,7 @@ def test_the_subscriber_goes_and_the_campaign_counts_stay(
     with get_database(newsletter_app).session() as session:
         subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
         assert subscriber_id is not None
-        record_bounce_rows(
-            session,
-            email=address.upper(),  # as a mail server reported it
-            campaign_id=None,
-            hard=True,
-            status="5.1.1",
-            diagnostic=f"550 {address}: no such user",
-            source="dsn",
-        )
+        _bounce(session, address, hard=True)
         session.commit()
     sent = _mailed(newsletter_app, subscriber_id, list_id, "sent")
     queued = _mailed(newsletter_app, subscriber_id, list_id, "queued")
@@ -181,3 +187,24 @@ def test_a_newsletter_request_made_before_the_erasure_is_not_applied_after_it(
     with get_database(newsletter_app).session() as session:
         assert session.scalar(select(Subscriber.id).where(Subscriber.email == address)) is None
         assert session.get(ErasedAddress, email_sha256(address)) is not None
+
+
+def test_a_bounce_that_arrives_after_the_erasure_is_not_stored(newsletter_app: Flask) -> None:
+    """A delivery status notification for a mail sent before the erasure comes back
+    later: it would store the erased address again (a bounce, a suppression)."""
+    address = f"spaet.{uuid.uuid4().hex[:8]}@beispiel.example"
+    assert _apply(newsletter_app, erasure_of(address))
+    with get_database(newsletter_app).session() as session:
+        for hard in (True, False):
+            _bounce(session, address, hard=hard)
+        session.commit()
+        digest = email_sha256(address)
+        stored = [
+            session.scalar(
+                select(func.count())
+                .select_from(model)
+                .where(sql_email_sha256(model.email) == digest)
+            )
+            for model in (Bounce, Suppression)
+        ]
+    assert stored == [0, 0]

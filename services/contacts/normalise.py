@@ -258,7 +258,9 @@ def match_phone(phone: str | None) -> str | None:
 
 
 def fold_email(email: str | None) -> str | None:
-    return email.strip().lower() if email and email.strip() else None
+    """An address as the register stores and compares it: trimmed, composed (NFC: an umlaut
+    as macOS writes it is the one typed) and lower-cased."""
+    return composed(email.strip()).lower() if email and email.strip() else None
 
 
 def slug(text: str) -> str:

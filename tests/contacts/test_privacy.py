@@ -5,6 +5,7 @@ import and the API until an admin lifts it."""
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -559,3 +560,26 @@ def test_a_lift_takes_turns_with_an_erasure_of_the_address(desk: Desk, make_org:
     assert (erased.status_code, lifted.status_code) == (200, 204), erased.get_json()
     assert desk.held()["suppression"] is None
     assert desk.get(f"/organisations/{org['id']}").get_json()["email"] is None
+
+
+def test_an_address_written_decomposed_is_the_same_address(desk: Desk, make_person: Maker) -> None:
+    """An address with an umlaut as macOS writes it (NFD: ``a`` and a combining diaeresis)
+    is the address typed with ``ä`` (NFC): the erasure finds the person, the upload that
+    holds it, and the suppression refuses it in either form."""
+    typed = f"anna.{desk.tag}@bäckerei.example"
+    decomposed = unicodedata.normalize("NFD", typed)
+    assert decomposed != typed
+    person = make_person(last_name=f"Bäcker{desk.tag}", email=decomposed)
+    upload = _upload(
+        desk.client, desk.coordinator, f"name;email\nBäckerei {desk.tag};{decomposed}\n".encode()
+    ).get_json()
+    assert upload["valid_rows"] == 1, upload
+
+    body = desk.erase(typed).get_json()
+
+    assert (body["people"], body["imports"]) == (1, 1), body
+    assert desk.get(f"/people/{person['id']}").status_code == 404
+    refused = desk.client.post(
+        "/api/v1/people", json={"last_name": "Neu", "email": decomposed}, headers=desk.coordinator
+    )
+    assert refused.status_code == 409, refused.get_json()

@@ -59,6 +59,7 @@ from ..csvfiles import (
 )
 from ..models import OWNER_KINDS, District, Import, ImportRow, Need, Person
 from ..normalise import (
+    composed,
     fold_name,
     match_address,
     match_name,
@@ -1254,7 +1255,7 @@ def holding(session: Session, address: str) -> list[uuid.UUID]:
     found = []
     for import_id in session.scalars(select(Import.id).order_by(Import.id)).all():
         content = session.scalar(select(Import.content).where(Import.id == import_id))
-        if content is not None and pattern.search(decode(content).text):
+        if content is not None and pattern.search(composed(decode(content).text)):
             found.append(import_id)
     return found
 

@@ -39,7 +39,7 @@ SQL_SUPPRESSED = """EXISTS (
 
 def address_of(email: str) -> tuple[str, str]:
     """The address as the register stores it (folded, as people's and organisations' emails
-    are: in any case, without surrounding spaces), and its SHA-256."""
+    are: in any case, without surrounding spaces, composed), and its SHA-256."""
     address = fold_email(email)
     if address is None:
         raise ValueError("an address is needed")

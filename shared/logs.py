@@ -47,6 +47,19 @@ class QuietRoutineFilter(logging.Filter):
         return not any(name in message for name in ROUTINE_TASKS)
 
 
+class TaskArgumentsFilter(logging.Filter):
+    """Celery gives its task lines (received, succeeded, failed, retried) the task's
+    arguments as the extra ``data``, which a JSON line writes out: an event's envelope
+    holds a person's name, email and phone, a sign-up's IP. The line keeps the task's name
+    and id, not its arguments (which would outlive an erasure of the person's data)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        if isinstance(data, dict) and ("args" in data or "kwargs" in data):
+            record.data = {k: v for k, v in data.items() if k not in ("args", "kwargs")}
+        return True
+
+
 class DatabaseErrorFilter(logging.Filter):
     """A database error's text quotes the data (``Key (email)=(…) already exists``): a
     record carrying one, as its exception or in its message (a Celery task that failed),
@@ -83,6 +96,7 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
         )
     handler.addFilter(ContextFilter(service))
     handler.addFilter(QuietRoutineFilter())
+    handler.addFilter(TaskArgumentsFilter())
     handler.addFilter(DatabaseErrorFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_quartier", False)]:

@@ -1079,6 +1079,36 @@ def test_one_person_at_two_companies_makes_two_companies(
     assert len(_tagged(contacts_client, coordinator, tag)) == 2
 
 
+def test_a_person_at_a_new_company_in_a_later_file_leaves_their_first_company_alone(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """The first file gave the bakery it created the owner's email; a later file naming her
+    at a café (another name, another address) creates the café and gives her a role there,
+    instead of renaming the bakery. A company that moved is still found by the email."""
+    tag = f"imp{suffix()}"
+    email = f"anna-{tag}@mueller.example"
+    header = "Firma;Vorname;Nachname;Straße;E-Mail-Adresse;Kategorien\n"
+    first = f"Bäckerei {tag};Anna;Müller;Hauptstraße 1;{email};{tag}\n"
+    _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, (header + first).encode()).get_json()["id"],
+    )
+    later = (
+        header
+        + f"Café {tag};Anna;Müller;Am Strom 3;{email};{tag}\n"
+        + f"Bäckerei {tag};Anna;Müller;Lange Straße 9;{email};{tag}\n"  # moved
+    ).encode()
+    body = _upload(contacts_client, coordinator, later).get_json()
+    assert (body["created_count"], body["updated_count"]) == (1, 1)
+    _commit(contacts_client, coordinator, body["id"])
+    found = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    assert sorted(found) == [f"Bäckerei {tag}", f"Café {tag}"]
+    assert found[f"Bäckerei {tag}"]["street"] == "Lange Straße"
+    [anna] = _person_by_email(contacts_client, coordinator, email)
+    assert sorted(r["organisation_name"] for r in anna["roles"]) == sorted(found)
+
+
 PEOPLE_COUNTS = ("people_created_count", "people_linked_count")
 
 

@@ -395,19 +395,24 @@ def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[s
 # For each staged row: the live organisation it matches (by id, by email, by folded name
 # and address), and whether it repeats an earlier row of the file (same key or email).
 # A row naming a person carries the person's email (a file of contacts): it finds the
-# organisation by its name and address first, by that email only when nothing else does.
+# organisation by its name and address first, by that email only when nothing else does
+# and the organisation has the row's name or its address (a company moved or renamed): the
+# organisation another row created with that person's email is not the person's next
+# company (see _plan_people).
 _BY_EMAIL = """(SELECT o.id FROM organisations o
-     WHERE o.email = s.email AND o.archived IS false LIMIT 1)"""
+     WHERE o.email = s.email AND o.archived IS false {also} LIMIT 1)"""
 _NAMES_A_PERSON = "(s.first_name IS NOT NULL OR s.last_name IS NOT NULL)"
+_SAME_NAME_OR_ADDRESS = """AND (o.match_name = s.match_name
+       OR (s.match_address <> '' AND o.match_address = s.match_address))"""
 _MATCH = f"""
 COALESCE(
     (SELECT o.id FROM organisations o
      WHERE o.id = s.record_id AND o.archived IS false),
-    CASE WHEN NOT {_NAMES_A_PERSON} THEN {_BY_EMAIL} END,
+    CASE WHEN NOT {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also="")} END,
     (SELECT o.id FROM organisations o
      WHERE o.match_name = s.match_name AND o.match_address = s.match_address
        AND o.archived IS false LIMIT 1),
-    CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL} END
+    CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also=_SAME_NAME_OR_ADDRESS)} END
 )
 """  # noqa: S608 (built from constants)
 # Staged rows a single edit would refuse: a retired district or need given to an

@@ -184,6 +184,22 @@ def test_a_file_of_utf8_and_windows_1252_lines_reads_each_line_in_its_own(
     assert orgs[f"Kiosk Jürgen {tag}"]["city"] == "Warnemünde"
 
 
+@pytest.mark.parametrize("line_break", [b"\r", b"\n", b"\r\n"])
+def test_lines_in_two_encodings_are_told_apart_at_every_line_break(line_break: bytes) -> None:
+    """A file with a carriage return alone at the end of its lines (Excel for Mac's
+    "CSV (Macintosh)") is read line by line too, not as Windows-1252 as a whole."""
+    lines = [
+        "Firma;Straße".encode(),
+        "Bäckerei;Hauptstraße 1".encode(),
+        "Größe;Weg 2".encode("cp1252"),
+    ]
+    table = read_table(line_break.join(lines) + line_break)
+    assert table.encoding == "utf-8+cp1252"
+    assert table.headers == ["Firma", "Straße"]
+    assert table.rows == [(2, ["Bäckerei", "Hauptstraße 1"]), (3, ["Größe", "Weg 2"])]
+    assert table.warnings == ("Line 3: not UTF-8, read as Windows-1252; check its umlauts.",)
+
+
 def test_lines_in_windows_1252_are_named_up_to_ten() -> None:
     lines = [b"name;city", "Bäckerei;Rostock".encode()]
     lines += [f"Größe {number};Rostock".encode("cp1252") for number in range(3, 16)]

@@ -1181,6 +1181,34 @@ def test_a_person_at_two_companies_in_one_file_is_one_person_with_two_roles(
     assert (same["id"], same["version"], len(same["roles"])) == (anna["id"], 2, 2)
 
 
+def test_a_second_contact_after_a_row_matched_by_id_joins_that_organisation(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Any
+) -> None:
+    """Our export with contacts added: the first row finds the bakery by its id (renamed in
+    the register since), the second row, the same company without the id, is a second
+    contact there, not a person left out."""
+    tag = f"imp{suffix()}"
+    bakery = make_org(name=f"Backstube {tag}", street="Doberaner Straße", house_number="5")
+    content = (
+        "id;Firma;Straße;Vorname;Nachname;E-Mail-Adresse\n"
+        f"{bakery['id']};Bäckerei Schulz {tag};Doberaner Straße 5;Anna;Alt;anna-{tag}@x.example\n"
+        f";Bäckerei Schulz {tag};Doberaner Straße 5;Bernd;Bauer;bernd-{tag}@x.example\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert tuple(body[key] for key in PEOPLE_COUNTS) == (2, 0)
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert tuple(done[key] for key in PEOPLE_COUNTS) == (2, 0)
+    for who in ("anna", "bernd"):
+        [person] = _person_by_email(contacts_client, coordinator, f"{who}-{tag}@x.example")
+        assert [r["organisation_id"] for r in person["roles"]] == [bakery["id"]]
+    again = _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, content).get_json()["id"],
+    ).get_json()
+    assert tuple(again[key] for key in PEOPLE_COUNTS) == (0, 0)
+
+
 def test_a_person_of_the_register_gets_a_role_as_a_patch_gives_it(
     contacts_app: Flask, contacts_client: FlaskClient, coordinator: dict[str, str]
 ) -> None:

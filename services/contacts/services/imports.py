@@ -836,18 +836,23 @@ def _counts(session: Session, import_id: uuid.UUID) -> tuple[int, int, int]:
 # matches, or the line of the row that creates it. A row repeating an earlier one (a second
 # contact at a company, as Outlook exports them) joins the new organisation of its folded
 # name and address, else one with its email, as a match would find it once the new ones
-# are written. Over the plan of the preview (_PLAN) or of the commit (import_plan) alike,
-# so that the preview plans the same people as the commit.
+# are written; or, when the first row of that name and address matched an organisation
+# (by its id: the register's name differs), that organisation. Over the plan of the
+# preview (_PLAN) or of the commit (import_plan) alike, so that the preview plans the same
+# people as the commit.
 _PERSON_ROWS = """
 WITH plan AS MATERIALIZED ({plan}), placed AS (
     SELECT plan.line, plan.match_id, plan.repeated, s.email, s.first_name, s.last_name,
         min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
             OVER (PARTITION BY s.match_name, s.match_address) AS by_address,
+        first_value(plan.match_id)
+            OVER (PARTITION BY s.match_name, s.match_address ORDER BY plan.line) AS first_match,
         min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
             OVER (PARTITION BY s.email) AS by_email
     FROM plan JOIN import_rows s ON s.import_id = :import_id AND s.line = plan.line
 )
-SELECT line, match_id,
+SELECT line,
+    COALESCE(match_id, CASE WHEN repeated AND by_address IS NULL THEN first_match END),
     CASE
         WHEN match_id IS NOT NULL THEN NULL
         WHEN NOT repeated THEN line

@@ -1125,6 +1125,35 @@ def test_a_person_at_a_new_company_in_a_later_file_leaves_their_first_company_al
     assert sorted(r["organisation_name"] for r in anna["roles"]) == sorted(found)
 
 
+def test_a_company_with_the_email_of_a_contact_above_it_is_a_company_of_its_own(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """A row of a company alone (no person) whose email is that of a contact in an earlier
+    row (the same mailbox) is not a repeat of the contact's company: it is created, and a
+    second import finds each company again instead of renaming one into the other."""
+    tag = f"imp{suffix()}"
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Kategorien\n"
+        f"Café {tag};Am Strom 3;Anna;Alt;info-{tag}@x.example;{tag}\n"
+        f"Werft {tag};Werftstraße 1;;;info-{tag}@x.example;{tag}\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["created_count"], body["skipped_count"]) == (2, 0)
+    _commit(contacts_client, coordinator, body["id"])
+    first = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    assert sorted(first) == [f"Café {tag}", f"Werft {tag}"]
+    again = _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, content).get_json()["id"],
+    ).get_json()
+    assert (again["created_count"], again["updated_count"]) == (0, 0)
+    now = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    assert {name: o["id"] for name, o in now.items()} == {
+        name: o["id"] for name, o in first.items()
+    }
+
+
 PEOPLE_COUNTS = ("people_created_count", "people_linked_count")
 
 

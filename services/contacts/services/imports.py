@@ -393,14 +393,20 @@ def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[s
 
 
 # For each staged row: the live organisation it matches (by id, by email, by folded name
-# and address), and whether it repeats an earlier row of the file (same key or email).
+# and address), and whether it repeats an earlier row of the file (same key, or the email
+# of an earlier row without a person: a contact's email is not their company's). Of
+# organisations sharing an email (a mailbox a person and a company share), the one of the
+# row's name, else of its address.
 # A row naming a person carries the person's email (a file of contacts): it finds the
 # organisation by its name and address first, by that email only when nothing else does
 # and the organisation has the row's name or its address (a company moved or renamed): the
 # organisation another row created with that person's email is not the person's next
 # company (see _plan_people).
 _BY_EMAIL = """(SELECT o.id FROM organisations o
-     WHERE o.email = s.email AND o.archived IS false {also} LIMIT 1)"""
+     WHERE o.email = s.email AND o.archived IS false {also}
+     ORDER BY (o.match_name = s.match_name) IS TRUE DESC,
+        (o.match_address = s.match_address) IS TRUE DESC, o.created_at, o.id
+     LIMIT 1)"""
 _NAMES_A_PERSON = "(s.first_name IS NOT NULL OR s.last_name IS NOT NULL)"
 _SAME_NAME_OR_ADDRESS = """AND (o.match_name = s.match_name
        OR (s.match_address <> '' AND o.match_address = s.match_address))"""
@@ -465,7 +471,8 @@ WITH staged AS MATERIALIZED (
 SELECT line, match_id,
     match_id IS NULL AND (
         line > min(line) OVER (PARTITION BY match_name, match_address)
-        OR (NOT person AND email IS NOT NULL AND line > min(line) OVER (PARTITION BY email))
+        OR (NOT person AND email IS NOT NULL
+            AND line > min(line) FILTER (WHERE NOT person) OVER (PARTITION BY email))
     ) AS repeated
 FROM staged
 """  # noqa: S608 (built from constants)

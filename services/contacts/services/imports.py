@@ -80,6 +80,8 @@ RETENTION_DAYS = 30
 # Files with more rows than this are checked and committed by a worker (see tasks.py).
 BACKGROUND_ROWS = 2000
 PROGRESS_EVERY = 500
+# How often a commit plans and locks the rows' people (see _plan_and_lock_people).
+LOCK_ATTEMPTS = 3
 WORK_MEM = "256MB"
 # What a row without a kind creates; a row matching an organisation leaves its kind alone.
 DEFAULT_KIND = "business"
@@ -1052,29 +1054,42 @@ def _plan_and_lock_people(
     """The plan of the rows' people, with the people it gives a role locked, and before them
     the matched organisations and those of their roles (whose search text names them), in
     id order as every edit locks them. Planned again once they are locked, as they are
-    then; should that plan need more (someone changed meanwhile), that is locked too."""
-    organisations_held: set[uuid.UUID] = set()
-    people_held: set[uuid.UUID] = set()
-    first = True
-    while True:
-        register = _register_people(session, rows)
-        planned = _plan_people(rows, register)
-        linked = {ref for ref in planned.values() if isinstance(ref, uuid.UUID)}
-        theirs = {
-            organisation
-            for person in register
-            if person.ref in linked
-            for organisation in person.organisations
-            if isinstance(organisation, uuid.UUID)
-        }
-        if not first and linked <= people_held and theirs <= organisations_held:
+    then; should that plan need more (someone changed meanwhile), the locks taken are let
+    go and all are taken once more, in that order: an organisation locked while a person
+    is held would wait for a write that holds it and waits for the person (a deadlock). In
+    a savepoint, so that what the commit wrote before stays."""
+    planned, linked, theirs = _planned(session, rows)
+    for _ in range(LOCK_ATTEMPTS):
+        savepoint = session.begin_nested()
+        if matched or theirs:
+            session.execute(text(_LOCK_MATCHED), {"also": list(theirs)})
+        people.lock_people(session, linked)
+        planned, linked_now, theirs_now = _planned(session, rows)
+        if linked_now <= linked and theirs_now <= theirs:
+            savepoint.commit()  # the locks stay with the transaction
             return planned
-        if (first and matched) or not theirs <= organisations_held:
-            session.execute(text(_LOCK_MATCHED), {"also": list(theirs - organisations_held)})
-        people.lock_people(session, linked - people_held)
-        organisations_held |= theirs
-        people_held |= linked
-        first = False
+        savepoint.rollback()  # and the locks taken in it
+        linked |= linked_now
+        theirs |= theirs_now
+    raise Conflict("The people of the file keep changing meanwhile; try again.")
+
+
+def _planned(
+    session: Session, rows: list[_PersonRow]
+) -> tuple[dict[int, _Ref | None], set[uuid.UUID], set[uuid.UUID]]:
+    """The plan of the rows' people as the register is now, the people it gives a role
+    and the organisations of their roles."""
+    register = _register_people(session, rows)
+    planned = _plan_people(rows, register)
+    linked = {ref for ref in planned.values() if isinstance(ref, uuid.UUID)}
+    theirs = {
+        organisation
+        for person in register
+        if person.ref in linked
+        for organisation in person.organisations
+        if isinstance(organisation, uuid.UUID)
+    }
+    return planned, linked, theirs
 
 
 def _apply(session: Session, record: Import, actor: str, progress: Progress | None) -> _Written:

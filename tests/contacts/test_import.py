@@ -1099,8 +1099,9 @@ def test_a_person_at_a_new_company_in_a_later_file_leaves_their_first_company_al
     contacts_client: FlaskClient, coordinator: dict[str, str]
 ) -> None:
     """The first file gave the bakery it created the owner's email; a later file naming her
-    at a café (another name, another address) creates the café and gives her a role there,
-    instead of renaming the bakery. A company that moved is still found by the email."""
+    at a café (another name, another address) or at her flower shop in the bakery's
+    building creates those and gives her a role there, instead of renaming the bakery. A
+    company that moved is still found by the email."""
     tag = f"imp{suffix()}"
     email = f"anna-{tag}@mueller.example"
     header = "Firma;Vorname;Nachname;Straße;E-Mail-Adresse;Kategorien\n"
@@ -1113,13 +1114,14 @@ def test_a_person_at_a_new_company_in_a_later_file_leaves_their_first_company_al
     later = (
         header
         + f"Café {tag};Anna;Müller;Am Strom 3;{email};{tag}\n"
+        + f"Blumen {tag};Anna;Müller;Hauptstraße 1;{email};{tag}\n"
         + f"Bäckerei {tag};Anna;Müller;Lange Straße 9;{email};{tag}\n"  # moved
     ).encode()
     body = _upload(contacts_client, coordinator, later).get_json()
-    assert (body["created_count"], body["updated_count"]) == (1, 1)
+    assert (body["created_count"], body["updated_count"]) == (2, 1)
     _commit(contacts_client, coordinator, body["id"])
     found = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
-    assert sorted(found) == [f"Bäckerei {tag}", f"Café {tag}"]
+    assert sorted(found) == [f"Blumen {tag}", f"Bäckerei {tag}", f"Café {tag}"]
     assert found[f"Bäckerei {tag}"]["street"] == "Lange Straße"
     [anna] = _person_by_email(contacts_client, coordinator, email)
     assert sorted(r["organisation_name"] for r in anna["roles"]) == sorted(found)

@@ -401,17 +401,16 @@ def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[s
 # row's name, else of its address.
 # A row naming a person carries the person's email (a file of contacts): it finds the
 # organisation by its name and address first, by that email only when nothing else does
-# and the organisation has the row's name or its address (a company moved or renamed): the
-# organisation another row created with that person's email is not the person's next
-# company (see _plan_people).
+# and the organisation has the row's name (a company that moved): the organisation another
+# row created with that person's email is not the person's next company, not even one in
+# the same building (see _plan_people).
 _BY_EMAIL = """(SELECT o.id FROM organisations o
      WHERE o.email = s.email AND o.archived IS false {also}
      ORDER BY (o.match_name = s.match_name) IS TRUE DESC,
         (o.match_address = s.match_address) IS TRUE DESC, o.created_at, o.id
      LIMIT 1)"""
 _NAMES_A_PERSON = "(s.first_name IS NOT NULL OR s.last_name IS NOT NULL)"
-_SAME_NAME_OR_ADDRESS = """AND (o.match_name = s.match_name
-       OR (s.match_address <> '' AND o.match_address = s.match_address))"""
+_SAME_NAME = "AND o.match_name = s.match_name"
 _MATCH = f"""
 COALESCE(
     (SELECT o.id FROM organisations o
@@ -420,7 +419,7 @@ COALESCE(
     (SELECT o.id FROM organisations o
      WHERE o.match_name = s.match_name AND o.match_address = s.match_address
        AND o.archived IS false LIMIT 1),
-    CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also=_SAME_NAME_OR_ADDRESS)} END
+    CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also=_SAME_NAME)} END
 )
 """  # noqa: S608 (built from constants)
 # Staged rows a single edit would refuse: a retired district or need given to an

@@ -146,6 +146,7 @@ def decode(content: bytes) -> Decoded:
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_BYTE_LINE_BREAK = re.compile(rb"(\r\n|\r|\n)")
 # Lines a warning names at the most; the rest are counted.
 WARNING_LINES = 10
 
@@ -155,9 +156,10 @@ def _decoded(content: bytes) -> Decoded:
     Windows-1252 (a file put together from two exports, one from Excel): when some line
     is UTF-8 with letters beyond ASCII (or the file starts with a UTF-8 BOM), each line is
     read as UTF-8 if it is that, else as Windows-1252, and the encoding is given as
-    ``utf-8+cp1252`` (``utf-8-sig+cp1252`` with a BOM). Lines are split at the byte
-    ``\\n``: both encodings write ASCII as ASCII, and no UTF-8 sequence holds that byte,
-    so a line break in a quoted cell splits it the same way. Otherwise the file is
+    ``utf-8+cp1252`` (``utf-8-sig+cp1252`` with a BOM). Lines are split at the bytes
+    ``\\r\\n``, ``\\r`` or ``\\n``, as the CSV reader splits them: both encodings write
+    ASCII as ASCII, and no UTF-8 sequence holds those bytes, so a line break in a quoted
+    cell splits it the same way. Otherwise the file is
     Windows-1252 as a whole (no line of it would be UTF-8 but by ASCII alone)."""
     if content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return Decoded(_decoded_as(content, "utf-16"), "utf-16")
@@ -166,14 +168,16 @@ def _decoded(content: bytes) -> Decoded:
     body = content[len(codecs.BOM_UTF8) :] if bom else content
     with contextlib.suppress(UnicodeDecodeError):
         return Decoded(body.decode("utf-8"), utf8)
-    lines = body.split(b"\n")
+    # The lines, each with its line break: every other item (b"" after the last line).
+    parts = _BYTE_LINE_BREAK.split(body)
+    lines, breaks = parts[::2], [*(part.decode("ascii") for part in parts[1::2]), ""]
     as_utf8 = [_utf8_or_none(line) for line in lines]
     if not bom and all(text is None or text.isascii() for text in as_utf8):
         return Decoded(_decoded_as(content, "cp1252"), "cp1252")
     return Decoded(
-        "\n".join(
-            _decoded_as(line, "cp1252") if text is None else text
-            for line, text in zip(lines, as_utf8, strict=True)
+        "".join(
+            (_decoded_as(line, "cp1252") if text is None else text) + line_break
+            for line, text, line_break in zip(lines, as_utf8, breaks, strict=True)
         ),
         f"{utf8}+cp1252",
         tuple(number for number, text in enumerate(as_utf8, 1) if text is None),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -25,9 +26,9 @@ from services.contacts.models import Change, OutboxEvent
 from services.contacts.services import organisations
 from shared.db import get_database
 from shared.problems import PROBLEM_MIMETYPE, register_problem_handlers
-from shared.testing import unique_email
+from shared.testing import unique_email, wait_until
 
-from .concurrency import Call, overlapping, statuses
+from .concurrency import Call, overlapping, statuses, waiting_for_locks
 from .conftest import Maker, role, roles_of, suffix
 
 
@@ -547,3 +548,76 @@ def test_an_import_compares_what_it_matches_after_an_edit_at_the_same_time(
     assert (done["status"], done["updated_count"]) == ("committed", 1)
     now = contacts_client.get(f"/api/v1/organisations/{org['id']}", headers=coordinator)
     assert now.get_json()["sector"] == "Handel"
+
+
+def test_an_import_whose_person_gets_a_role_meanwhile_takes_its_locks_in_order(
+    contacts_app: Flask,
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    make_org: Maker,
+    make_person: Maker,
+) -> None:
+    """The commit locks the organisations of a person it gives a role before the person.
+    When the person, once locked, has a role it did not see (given while it waited), it
+    lets go and locks again in that order, instead of locking the new organisation while
+    it holds the person: a write holding that organisation and waiting for the person
+    would have been a deadlock."""
+    tag = suffix()
+    kiosk = make_org(name=f"Kiosk {tag}")
+    shipyard = make_org(name=f"Werft {tag}")
+    email = f"anna-{tag}@x.example"
+    anna = make_person(
+        first_name="Anna", last_name="Alt", email=email, roles=[role(kiosk, "owner")]
+    )
+    content = f"Firma;Vorname;Nachname;E-Mail-Adresse\nCafé {tag};Anna;Alt;{email}\n".encode()
+    body = _previewed(contacts_client, coordinator, content)
+    assert body["people_linked_count"] == 1
+    engine = get_database(contacts_app).engine
+    lock = "SELECT 1 FROM {} WHERE id = :id FOR NO KEY UPDATE"
+    with (
+        engine.connect() as holder,
+        engine.connect() as meanwhile,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        holder_pid = holder.scalar(text("SELECT pg_backend_pid()"))
+        holder.execute(text(lock.format("organisations")), {"id": shipyard["id"]})
+        meanwhile.execute(text(lock.format("people")), {"id": anna["id"]})
+        meanwhile.execute(
+            text(
+                "INSERT INTO roles (id, person_id, organisation_id, role)"
+                " VALUES (gen_random_uuid(), :person, :organisation, 'contact_person')"
+            ),
+            {"person": anna["id"], "organisation": shipyard["id"]},
+        )
+        commit = pool.submit(
+            lambda: contacts_app.test_client().post(
+                f"/api/v1/imports/{body['id']}/commit",
+                json={"mode": "valid_only"},
+                headers=coordinator,
+            )
+        )
+        wait_until(lambda: commit.done() or waiting_for_locks(contacts_app))
+        meanwhile.commit()  # the role at the shipyard lands while the commit waits
+
+        def waits_for_holder() -> bool:
+            with engine.connect() as conn:
+                return bool(
+                    conn.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE :pid = ANY(pg_blocking_pids(pid))"
+                        ),
+                        {"pid": holder_pid},
+                    )
+                )
+
+        wait_until(lambda: commit.done() or waits_for_holder())
+        holder.execute(text("SET LOCAL lock_timeout = '5s'"))
+        holder.execute(text(lock.format("people")), {"id": anna["id"]})  # not held by it
+        holder.rollback()
+        done = commit.result(timeout=15).get_json()
+    assert (done["status"], done["people_linked_count"]) == ("committed", 1), done
+    now = contacts_client.get(f"/api/v1/people/{anna['id']}", headers=coordinator).get_json()
+    assert sorted(r["organisation_name"] for r in now["roles"]) == sorted(
+        [f"Café {tag}", f"Kiosk {tag}", f"Werft {tag}"]
+    )

@@ -184,6 +184,22 @@ def test_a_file_of_utf8_and_windows_1252_lines_reads_each_line_in_its_own(
     assert orgs[f"Kiosk Jürgen {tag}"]["city"] == "Warnemünde"
 
 
+@pytest.mark.parametrize("line_break", [b"\r", b"\n", b"\r\n"])
+def test_lines_in_two_encodings_are_told_apart_at_every_line_break(line_break: bytes) -> None:
+    """A file with a carriage return alone at the end of its lines (Excel for Mac's
+    "CSV (Macintosh)") is read line by line too, not as Windows-1252 as a whole."""
+    lines = [
+        "Firma;Straße".encode(),
+        "Bäckerei;Hauptstraße 1".encode(),
+        "Größe;Weg 2".encode("cp1252"),
+    ]
+    table = read_table(line_break.join(lines) + line_break)
+    assert table.encoding == "utf-8+cp1252"
+    assert table.headers == ["Firma", "Straße"]
+    assert table.rows == [(2, ["Bäckerei", "Hauptstraße 1"]), (3, ["Größe", "Weg 2"])]
+    assert table.warnings == ("Line 3: not UTF-8, read as Windows-1252; check its umlauts.",)
+
+
 def test_lines_in_windows_1252_are_named_up_to_ten() -> None:
     lines = [b"name;city", "Bäckerei;Rostock".encode()]
     lines += [f"Größe {number};Rostock".encode("cp1252") for number in range(3, 16)]
@@ -1079,6 +1095,67 @@ def test_one_person_at_two_companies_makes_two_companies(
     assert len(_tagged(contacts_client, coordinator, tag)) == 2
 
 
+def test_a_person_at_a_new_company_in_a_later_file_leaves_their_first_company_alone(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """The first file gave the bakery it created the owner's email; a later file naming her
+    at a café (another name, another address) or at her flower shop in the bakery's
+    building creates those and gives her a role there, instead of renaming the bakery. A
+    company that moved is still found by the email."""
+    tag = f"imp{suffix()}"
+    email = f"anna-{tag}@mueller.example"
+    header = "Firma;Vorname;Nachname;Straße;E-Mail-Adresse;Kategorien\n"
+    first = f"Bäckerei {tag};Anna;Müller;Hauptstraße 1;{email};{tag}\n"
+    _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, (header + first).encode()).get_json()["id"],
+    )
+    later = (
+        header
+        + f"Café {tag};Anna;Müller;Am Strom 3;{email};{tag}\n"
+        + f"Blumen {tag};Anna;Müller;Hauptstraße 1;{email};{tag}\n"
+        + f"Bäckerei {tag};Anna;Müller;Lange Straße 9;{email};{tag}\n"  # moved
+    ).encode()
+    body = _upload(contacts_client, coordinator, later).get_json()
+    assert (body["created_count"], body["updated_count"]) == (2, 1)
+    _commit(contacts_client, coordinator, body["id"])
+    found = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    assert sorted(found) == [f"Blumen {tag}", f"Bäckerei {tag}", f"Café {tag}"]
+    assert found[f"Bäckerei {tag}"]["street"] == "Lange Straße"
+    [anna] = _person_by_email(contacts_client, coordinator, email)
+    assert sorted(r["organisation_name"] for r in anna["roles"]) == sorted(found)
+
+
+def test_a_company_with_the_email_of_a_contact_above_it_is_a_company_of_its_own(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """A row of a company alone (no person) whose email is that of a contact in an earlier
+    row (the same mailbox) is not a repeat of the contact's company: it is created, and a
+    second import finds each company again instead of renaming one into the other."""
+    tag = f"imp{suffix()}"
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Kategorien\n"
+        f"Café {tag};Am Strom 3;Anna;Alt;info-{tag}@x.example;{tag}\n"
+        f"Werft {tag};Werftstraße 1;;;info-{tag}@x.example;{tag}\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert (body["created_count"], body["skipped_count"]) == (2, 0)
+    _commit(contacts_client, coordinator, body["id"])
+    first = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    assert sorted(first) == [f"Café {tag}", f"Werft {tag}"]
+    again = _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, content).get_json()["id"],
+    ).get_json()
+    assert (again["created_count"], again["updated_count"]) == (0, 0)
+    now = {o["name"]: o for o in _tagged(contacts_client, coordinator, tag)}
+    assert {name: o["id"] for name, o in now.items()} == {
+        name: o["id"] for name, o in first.items()
+    }
+
+
 PEOPLE_COUNTS = ("people_created_count", "people_linked_count")
 
 
@@ -1133,6 +1210,34 @@ def test_a_person_at_two_companies_in_one_file_is_one_person_with_two_roles(
     assert (done["created_count"], *(done[key] for key in PEOPLE_COUNTS)) == (0, 0, 0)
     [same] = _person_by_email(contacts_client, coordinator, email)
     assert (same["id"], same["version"], len(same["roles"])) == (anna["id"], 2, 2)
+
+
+def test_a_second_contact_after_a_row_matched_by_id_joins_that_organisation(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Any
+) -> None:
+    """Our export with contacts added: the first row finds the bakery by its id (renamed in
+    the register since), the second row, the same company without the id, is a second
+    contact there, not a person left out."""
+    tag = f"imp{suffix()}"
+    bakery = make_org(name=f"Backstube {tag}", street="Doberaner Straße", house_number="5")
+    content = (
+        "id;Firma;Straße;Vorname;Nachname;E-Mail-Adresse\n"
+        f"{bakery['id']};Bäckerei Schulz {tag};Doberaner Straße 5;Anna;Alt;anna-{tag}@x.example\n"
+        f";Bäckerei Schulz {tag};Doberaner Straße 5;Bernd;Bauer;bernd-{tag}@x.example\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert tuple(body[key] for key in PEOPLE_COUNTS) == (2, 0)
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert tuple(done[key] for key in PEOPLE_COUNTS) == (2, 0)
+    for who in ("anna", "bernd"):
+        [person] = _person_by_email(contacts_client, coordinator, f"{who}-{tag}@x.example")
+        assert [r["organisation_id"] for r in person["roles"]] == [bakery["id"]]
+    again = _commit(
+        contacts_client,
+        coordinator,
+        _upload(contacts_client, coordinator, content).get_json()["id"],
+    ).get_json()
+    assert tuple(again[key] for key in PEOPLE_COUNTS) == (0, 0)
 
 
 def test_a_person_of_the_register_gets_a_role_as_a_patch_gives_it(

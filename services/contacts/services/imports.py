@@ -81,6 +81,8 @@ RETENTION_DAYS = 30
 # Files with more rows than this are checked and committed by a worker (see tasks.py).
 BACKGROUND_ROWS = 2000
 PROGRESS_EVERY = 500
+# How often a commit plans and locks the rows' people (see _plan_and_lock_people).
+LOCK_ATTEMPTS = 3
 WORK_MEM = "256MB"
 # What a row without a kind creates; a row matching an organisation leaves its kind alone.
 DEFAULT_KIND = "business"
@@ -394,21 +396,31 @@ def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[s
 
 
 # For each staged row: the live organisation it matches (by id, by email, by folded name
-# and address), and whether it repeats an earlier row of the file (same key or email).
+# and address), and whether it repeats an earlier row of the file (same key, or the email
+# of an earlier row without a person: a contact's email is not their company's). Of
+# organisations sharing an email (a mailbox a person and a company share), the one of the
+# row's name, else of its address.
 # A row naming a person carries the person's email (a file of contacts): it finds the
-# organisation by its name and address first, by that email only when nothing else does.
+# organisation by its name and address first, by that email only when nothing else does
+# and the organisation has the row's name (a company that moved): the organisation another
+# row created with that person's email is not the person's next company, not even one in
+# the same building (see _plan_people).
 _BY_EMAIL = """(SELECT o.id FROM organisations o
-     WHERE o.email = s.email AND o.archived IS false LIMIT 1)"""
+     WHERE o.email = s.email AND o.archived IS false {also}
+     ORDER BY (o.match_name = s.match_name) IS TRUE DESC,
+        (o.match_address = s.match_address) IS TRUE DESC, o.created_at, o.id
+     LIMIT 1)"""
 _NAMES_A_PERSON = "(s.first_name IS NOT NULL OR s.last_name IS NOT NULL)"
+_SAME_NAME = "AND o.match_name = s.match_name"
 _MATCH = f"""
 COALESCE(
     (SELECT o.id FROM organisations o
      WHERE o.id = s.record_id AND o.archived IS false),
-    CASE WHEN NOT {_NAMES_A_PERSON} THEN {_BY_EMAIL} END,
+    CASE WHEN NOT {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also="")} END,
     (SELECT o.id FROM organisations o
      WHERE o.match_name = s.match_name AND o.match_address = s.match_address
        AND o.archived IS false LIMIT 1),
-    CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL} END
+    CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also=_SAME_NAME)} END
 )
 """  # noqa: S608 (built from constants)
 # Staged rows a single edit would refuse: a retired district or need given to an
@@ -461,7 +473,8 @@ WITH staged AS MATERIALIZED (
 SELECT line, match_id,
     match_id IS NULL AND (
         line > min(line) OVER (PARTITION BY match_name, match_address)
-        OR (NOT person AND email IS NOT NULL AND line > min(line) OVER (PARTITION BY email))
+        OR (NOT person AND email IS NOT NULL
+            AND line > min(line) FILTER (WHERE NOT person) OVER (PARTITION BY email))
     ) AS repeated
 FROM staged
 """  # noqa: S608 (built from constants)
@@ -832,18 +845,23 @@ def _counts(session: Session, import_id: uuid.UUID) -> tuple[int, int, int]:
 # matches, or the line of the row that creates it. A row repeating an earlier one (a second
 # contact at a company, as Outlook exports them) joins the new organisation of its folded
 # name and address, else one with its email, as a match would find it once the new ones
-# are written. Over the plan of the preview (_PLAN) or of the commit (import_plan) alike,
-# so that the preview plans the same people as the commit.
+# are written; or, when the first row of that name and address matched an organisation
+# (by its id: the register's name differs), that organisation. Over the plan of the
+# preview (_PLAN) or of the commit (import_plan) alike, so that the preview plans the same
+# people as the commit.
 _PERSON_ROWS = """
 WITH plan AS MATERIALIZED ({plan}), placed AS (
     SELECT plan.line, plan.match_id, plan.repeated, s.email, s.first_name, s.last_name,
         min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
             OVER (PARTITION BY s.match_name, s.match_address) AS by_address,
+        first_value(plan.match_id)
+            OVER (PARTITION BY s.match_name, s.match_address ORDER BY plan.line) AS first_match,
         min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
             OVER (PARTITION BY s.email) AS by_email
     FROM plan JOIN import_rows s ON s.import_id = :import_id AND s.line = plan.line
 )
-SELECT line, match_id,
+SELECT line,
+    COALESCE(match_id, CASE WHEN repeated AND by_address IS NULL THEN first_match END),
     CASE
         WHEN match_id IS NOT NULL THEN NULL
         WHEN NOT repeated THEN line
@@ -1036,29 +1054,42 @@ def _plan_and_lock_people(
     """The plan of the rows' people, with the people it gives a role locked, and before them
     the matched organisations and those of their roles (whose search text names them), in
     id order as every edit locks them. Planned again once they are locked, as they are
-    then; should that plan need more (someone changed meanwhile), that is locked too."""
-    organisations_held: set[uuid.UUID] = set()
-    people_held: set[uuid.UUID] = set()
-    first = True
-    while True:
-        register = _register_people(session, rows)
-        planned = _plan_people(rows, register)
-        linked = {ref for ref in planned.values() if isinstance(ref, uuid.UUID)}
-        theirs = {
-            organisation
-            for person in register
-            if person.ref in linked
-            for organisation in person.organisations
-            if isinstance(organisation, uuid.UUID)
-        }
-        if not first and linked <= people_held and theirs <= organisations_held:
+    then; should that plan need more (someone changed meanwhile), the locks taken are let
+    go and all are taken once more, in that order: an organisation locked while a person
+    is held would wait for a write that holds it and waits for the person (a deadlock). In
+    a savepoint, so that what the commit wrote before stays."""
+    planned, linked, theirs = _planned(session, rows)
+    for _ in range(LOCK_ATTEMPTS):
+        savepoint = session.begin_nested()
+        if matched or theirs:
+            session.execute(text(_LOCK_MATCHED), {"also": list(theirs)})
+        people.lock_people(session, linked)
+        planned, linked_now, theirs_now = _planned(session, rows)
+        if linked_now <= linked and theirs_now <= theirs:
+            savepoint.commit()  # the locks stay with the transaction
             return planned
-        if (first and matched) or not theirs <= organisations_held:
-            session.execute(text(_LOCK_MATCHED), {"also": list(theirs - organisations_held)})
-        people.lock_people(session, linked - people_held)
-        organisations_held |= theirs
-        people_held |= linked
-        first = False
+        savepoint.rollback()  # and the locks taken in it
+        linked |= linked_now
+        theirs |= theirs_now
+    raise Conflict("The people of the file keep changing meanwhile; try again.")
+
+
+def _planned(
+    session: Session, rows: list[_PersonRow]
+) -> tuple[dict[int, _Ref | None], set[uuid.UUID], set[uuid.UUID]]:
+    """The plan of the rows' people as the register is now, the people it gives a role
+    and the organisations of their roles."""
+    register = _register_people(session, rows)
+    planned = _plan_people(rows, register)
+    linked = {ref for ref in planned.values() if isinstance(ref, uuid.UUID)}
+    theirs = {
+        organisation
+        for person in register
+        if person.ref in linked
+        for organisation in person.organisations
+        if isinstance(organisation, uuid.UUID)
+    }
+    return planned, linked, theirs
 
 
 def _apply(session: Session, record: Import, actor: str, progress: Progress | None) -> _Written:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 from alembic import command
 from sqlalchemy import Engine, text
 
+from services.contacts.normalise import fold_email
 from shared.db import new_engine
 from shared.migrations import alembic_config, upgrade
 from shared.testing import Engines, own_database
@@ -109,5 +111,35 @@ def test_premises_history_amounts_recorded_as_text_become_numbers_and_back(
             command.downgrade(alembic_config("contacts", url), BEFORE_NUMBERS)
             assert _entries(engine) == old  # "85.50" again, not "85.5"
             assert _many(engine) == {"70.25"}
+        finally:
+            engine.dispose()
+
+
+BEFORE_COMPOSED = "e4a9c1f07b52"  # the revision before stored emails were composed
+
+
+def test_emails_stored_decomposed_are_composed_as_the_register_compares_them(
+    engines: Engines,
+) -> None:
+    decomposed = unicodedata.normalize("NFD", "jörg@bäckerei.example")
+    with own_database(engines, "contacts", "migrate") as url:
+        upgrade("contacts", url, BEFORE_COMPOSED)
+        engine = new_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO people (id, first_name, last_name, email, phone, notes,"
+                        " archived, version, created_at, updated_at, search_text)"
+                        " VALUES (gen_random_uuid(), 'Jörg', 'Bäcker', :e, NULL, '', false, 1,"
+                        " now(), now(), '')"
+                    ),
+                    {"e": decomposed},
+                )
+            upgrade("contacts", url)
+            with engine.connect() as conn:
+                stored = conn.scalar(text("SELECT email FROM people"))
+            assert stored == fold_email(decomposed) == "jörg@bäckerei.example"
+            assert stored != decomposed
         finally:
             engine.dispose()

@@ -441,11 +441,15 @@ def _send_group(
 def _record_retry(
     conn: Connection, row: Claimed, claim_id: str, error: str, config: DeliveryConfig
 ) -> None:
+    """The error kept for a retry, or as the last one. A server's reply often quotes the
+    recipient's address: a mail in flight while its address is erased (erase_address
+    empties the delivery's address) keeps no reply, or the address would be stored again."""
     final = row.attempts >= config.max_attempts
     conn.execute(
         text(
             "UPDATE deliveries SET state = :state, due_at = now() + make_interval(secs => :wait),"
-            " last_error = :err, lease_until = NULL WHERE id = :id AND claimed_by = :claim"
+            " last_error = CASE WHEN email = '' THEN NULL ELSE :err END, lease_until = NULL"
+            " WHERE id = :id AND claimed_by = :claim"
             " AND state IN ('sending', 'sent')"
         ),
         {
@@ -466,8 +470,9 @@ def _record_bounce(
 
     conn.execute(
         text(
-            "UPDATE deliveries SET state = 'bounced', last_error = :err, lease_until = NULL"
-            " WHERE id = :id AND claimed_by = :claim"
+            "UPDATE deliveries SET state = 'bounced',"
+            " last_error = CASE WHEN email = '' THEN NULL ELSE :err END,"  # see _record_retry
+            " lease_until = NULL WHERE id = :id AND claimed_by = :claim"
         ),
         {"err": str(refusal)[:500], "id": row.id, "claim": claim_id},
     )

@@ -14,6 +14,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services.newsletter.campaigns import _record_bounce
+from services.newsletter.delivery import Claimed, SmtpRefused
 from services.newsletter.events import HANDLERS
 from services.newsletter.models import (
     Bounce,
@@ -208,3 +210,38 @@ def test_a_bounce_that_arrives_after_the_erasure_is_not_stored(newsletter_app: F
             for model in (Bounce, Suppression)
         ]
     assert stored == [0, 0]
+
+
+def test_a_mail_in_flight_while_its_address_is_erased_keeps_no_reply_quoting_it(
+    newsletter_app: Flask,
+    make_list: Callable[..., str],
+    add_subscribers: Callable[..., list[str]],
+) -> None:
+    """A worker sends while the erasure applies; the server's refusal, which quotes the
+    address, arrives after it."""
+    list_id = make_list()
+    (address,) = add_subscribers([list_id], count=1)
+    database = get_database(newsletter_app)
+    with database.session() as session:
+        subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
+        assert subscriber_id is not None
+    campaign_id = _mailed(newsletter_app, subscriber_id, list_id, "sending")
+    with database.session() as session:
+        delivery = session.scalars(
+            select(Delivery).where(Delivery.campaign_id == campaign_id)
+        ).one()
+        delivery.claimed_by = "worker-1"
+        session.commit()
+        claimed = Claimed(delivery.id, subscriber_id, address, "Anna", "Bäckerei", "t" * 20, 1)
+
+    assert _apply(newsletter_app, erasure_of(address)) is True
+    refusal = SmtpRefused(550, f"5.1.1 <{address}>: Recipient address rejected")
+    with database.engine.connect() as conn:
+        _record_bounce(conn, claimed, "worker-1", campaign_id, refusal)
+
+    with database.session() as session:
+        mail = session.get(Delivery, claimed.id)
+        assert mail is not None
+        assert (mail.email, mail.last_error) == ("", None)
+        bounces = select(func.count()).where(func.lower(Bounce.email) == address)
+        assert not session.scalar(bounces)

@@ -56,6 +56,7 @@ def on_newsletter_requested(session: Session, envelope: Envelope) -> None:
         log.warning("newsletter request with an unusable address ignored")
         return
     requested_at = data.get("requested_at")
+    services.take_turn_with_erasures(session)
     if services.erased_since(session, email, requested_at):
         # Made before the address was erased, applied after (events of two services come
         # in any order): no consent of the person's any more.

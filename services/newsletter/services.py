@@ -9,6 +9,7 @@ import io
 import logging
 import re
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.policy import default as default_policy
@@ -49,6 +50,8 @@ ERASED_REFUSAL = (
     "The person can subscribe again themselves (double opt-in)."
 )
 PREFERENCES_MAX_AGE = timedelta(days=180)
+# Erasures take turns with what staff and events add (see take_turn_with_erasures).
+_ERASURES_LOCK = zlib.crc32(b"newsletter-erasures")
 
 
 def normalise_email(value: str) -> str:
@@ -353,6 +356,7 @@ def create_subscriber(
 ) -> Subscriber:
     """A subscriber added by staff: only with a stated consent source, and not an address
     erased on request."""
+    take_turn_with_erasures(session)
     if _erased(session, [email]):
         raise Conflict(ERASED_REFUSAL, code="erased")
     result = import_subscribers(
@@ -418,6 +422,7 @@ def import_subscribers(
             invalid.append({"row": index + 1, "errors": exc.extensions.get("errors")})
     if invalid:
         raise Invalid({"subscribers": [f"Rows not valid: {invalid}"]})
+    take_turn_with_erasures(session)
     suppressed = set(
         session.scalars(
             select(Suppression.email).where(Suppression.email.in_([v[0] for v in valid]))
@@ -525,6 +530,19 @@ def delete_subscriber(session: Session, subscriber_id: uuid.UUID) -> None:
     session.commit()
 
 
+def take_turn_with_erasures(session: Session, *, erasing: bool = False) -> None:
+    """A lock until the transaction ends: an erasure holds it alone, a staff add (one
+    address or an import of thousands) or a training sign-up's request shares it before it
+    looks at the erased hashes. A subscriber added at the moment its address is erased is
+    then there before the erasure looks for it (and erased with the rest), or sees the
+    stored hash afterwards; never stored beside it. One lock for every address rather than
+    one per address (as contacts takes them): an import would hold a lock per row, more
+    than PostgreSQL's lock table has room for, and erasures are rare and short, so adds
+    seldom wait for one, and briefly."""
+    take = func.pg_advisory_xact_lock if erasing else func.pg_advisory_xact_lock_shared
+    session.execute(select(take(_ERASURES_LOCK)))
+
+
 def _erased(session: Session, addresses: list[str]) -> set[str]:
     """The addresses among these that were erased on request (Art. 17 GDPR)."""
     digests = {email_sha256(address): address for address in addresses}
@@ -557,6 +575,7 @@ def erase_address(session: Session, digest: str) -> None:
     subscriber, address, name, organisation or token; those not sent yet are skipped.
     Matching hashes every address (a whole read of the tables: erasures are rare). Doing it
     again finds nothing more to erase."""
+    take_turn_with_erasures(session, erasing=True)
     subscriber_ids = list(
         session.scalars(
             select(Subscriber.id)

@@ -98,6 +98,25 @@ def path_of(url: str) -> str:
     return re.sub(r"^https?://[^/]+", "", url)
 
 
+def staff_add(client: FlaskClient, headers: dict[str, str], email: str, list_id: str) -> Any:
+    """``POST /subscribers``: staff add the address to the list, with a consent on paper."""
+    return client.post(
+        "/api/v1/subscribers",
+        json={
+            "email": email,
+            "name": "Anna",
+            "list_ids": [list_id],
+            "consent": {
+                "source": "form",
+                "consent_text_version": "papier-2026",
+                "note": "Anmeldekarte vom Stadtteilfest",
+                "consented_at": datetime.now(UTC).isoformat(),
+            },
+        },
+        headers=headers,
+    )
+
+
 @pytest.fixture
 def newsletter_worker(celery_worker_for: Callable[..., Any], newsletter_app: Flask) -> Any:
     return celery_worker_for("newsletter", concurrency=2)

@@ -4,14 +4,16 @@ stay for the counts without the address; staff cannot bring the address back."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from services.newsletter.campaigns import _record_bounce
@@ -32,6 +34,8 @@ from services.newsletter.services import record_bounce_rows
 from shared.db import get_database
 from shared.erasure import ADDRESS_ERASED, email_sha256, sql_email_sha256
 from shared.events import Envelope, apply_event
+from tests.contacts.concurrency import holding
+from tests.newsletter.conftest import staff_add
 
 
 def erasure_of(address: str) -> Envelope:
@@ -245,3 +249,52 @@ def test_a_mail_in_flight_while_its_address_is_erased_keeps_no_reply_quoting_it(
         assert (mail.email, mail.last_error) == ("", None)
         bounces = select(func.count()).where(func.lower(Bounce.email) == address)
         assert not session.scalar(bounces)
+
+
+def test_a_staff_add_at_the_moment_of_the_erasure_is_erased_with_it(
+    newsletter_app: Flask, newsletter_client: FlaskClient, writer: dict[str, str], make_list: Any
+) -> None:
+    """Staff add the address while the erasure is applied: the add has looked at the erased
+    hashes (none yet) and stored the subscriber, uncommitted, when the erasure looks for
+    subscribers. The test's own transaction holds the consent records' table, so the add
+    stops at its consent record; the erasure is applied meanwhile."""
+    list_id = make_list()
+    address = f"gleichzeitig.{uuid.uuid4().hex[:8]}@beispiel.example"
+
+    with (
+        ThreadPoolExecutor(2) as pool,
+        holding(newsletter_app, "LOCK TABLE consent_records IN SHARE ROW EXCLUSIVE MODE"),
+    ):
+        added = pool.submit(staff_add, newsletter_app.test_client(), writer, address, list_id)
+        _wait_until(
+            lambda: _waiting(newsletter_app, "relation = 'consent_records'::regclass"), added
+        )
+        erased = pool.submit(_apply, newsletter_app, erasure_of(address))
+        # Before: the erasure found no subscriber and was done. Now it waits for the add.
+        _wait_until(
+            lambda: erased.done() or _waiting(newsletter_app, "locktype = 'advisory'"), added
+        )
+    assert added.result(timeout=15).status_code == 201, added.result().get_json()
+    assert erased.result(timeout=15) is True
+    with get_database(newsletter_app).session() as session:
+        assert session.scalar(select(Subscriber.id).where(Subscriber.email == address)) is None
+        assert session.get(ErasedAddress, email_sha256(address)) is not None
+    again = staff_add(newsletter_client, writer, address, list_id)
+    assert again.status_code == 409 and again.get_json()["code"] == "erased"
+
+
+def _waiting(app: Flask, which: str) -> bool:
+    """Whether a backend waits for a lock of this kind (other tests' workers may wait for
+    others)."""
+    with get_database(app).engine.connect() as conn:
+        return bool(
+            conn.scalar(text(f"SELECT count(*) FROM pg_locks WHERE NOT granted AND {which}"))  # noqa: S608
+        )
+
+
+def _wait_until(condition: Callable[[], bool], call: Future[Any], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert not call.done(), f"the call did not wait: {call.result()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

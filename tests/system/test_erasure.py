@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
@@ -20,28 +19,10 @@ from shared.erasure import email_sha256
 from shared.events import get_bus
 from shared.smtp_sink import SinkHandler
 from shared.testing import auth, unique_email, wait_until
-from tests.newsletter.conftest import link_in, path_of, text_of
+from tests.newsletter.conftest import link_in, path_of, staff_add, text_of
 from tests.visits.helpers import training_body
 
 PROBLEM = "application/problem+json"
-
-
-def _staff_add(client: FlaskClient, headers: dict[str, str], email: str, list_id: str) -> Any:
-    return client.post(
-        "/api/v1/subscribers",
-        json={
-            "email": email,
-            "name": "Anna",
-            "list_ids": [list_id],
-            "consent": {
-                "source": "form",
-                "consent_text_version": "papier-2026",
-                "note": "Anmeldekarte vom Stadtteilfest",
-                "consented_at": datetime.now(UTC).isoformat(),
-            },
-        },
-        headers=headers,
-    )
 
 
 def _subscriber(app: Flask, email: str) -> Subscriber | None:
@@ -69,7 +50,7 @@ def test_erasure_in_contacts_reaches_newsletter_and_visits(
         "/api/v1/lists", json={"name": f"Netzwerk {uuid.uuid4().hex[:8]}"}, headers=coordinator
     )
     list_id = listed.get_json()["id"]
-    assert _staff_add(newsletter_client, coordinator, address, list_id).status_code == 201
+    assert staff_add(newsletter_client, coordinator, address, list_id).status_code == 201
     training = visits_client.post("/api/v1/trainings", json=training_body(), headers=coordinator)
     training_id = training.get_json()["id"]
     signed_up = visits_client.post(
@@ -99,7 +80,7 @@ def test_erasure_in_contacts_reaches_newsletter_and_visits(
     assert registration.status == "cancelled"  # no mail reaches them: the seat is free
 
     # Staff cannot add the address again, one by one or in an import.
-    refused = _staff_add(newsletter_client, coordinator, address.upper(), list_id)
+    refused = staff_add(newsletter_client, coordinator, address.upper(), list_id)
     assert refused.status_code == 409 and refused.content_type == PROBLEM
     assert refused.get_json()["code"] == "erased"
     assert _subscriber(newsletter_app, address) is None

@@ -34,6 +34,12 @@ def sql_email_sha256(column: Any) -> ColumnElement[str]:
     Stored addresses are folded already; folding them again in SQL also finds one that was
     not (a bounce's address, one stored decomposed), and changes nothing for one that was."""
     folded = func.lower(func.normalize(func.trim(column), literal_column("NFC")))
+    return sql_folded_sha256(folded)
+
+
+def sql_folded_sha256(folded: Any) -> ColumnElement[str]:
+    """:func:`email_sha256` of a column of addresses folded already, in SQL: the one
+    spelling of the hash, for :func:`sql_email_sha256` and for SQL text (compiled)."""
     return func.encode(func.sha256(func.convert_to(folded, "UTF8")), "hex")
 
 

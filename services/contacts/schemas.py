@@ -22,7 +22,7 @@ from .models import (
     PREMISES_USES,
     ROLES,
 )
-from .websites import InvalidHost, with_ascii_host, with_scheme
+from .websites import InvalidHost, port_in_range, with_ascii_host, with_scheme
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -127,7 +127,10 @@ class Website(ma.fields.Url):
     (a scheme is added to an address without one that starts like a host name), and
     ``bäckerei-müller.de`` is a host (an internationalised domain name). Kept as written;
     checked as marshmallow checks a URL, with such a host in its ASCII form (see
-    websites.py), so that a host that is no domain name is refused either way."""
+    websites.py), so that a host that is no domain name is refused either way; a port, if
+    given, is one of 1 to 65535."""
+
+    default_error_messages = {"port": "A port is a number from 1 to 65535."}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(schemes=WEB_SCHEMES, **kwargs)
@@ -147,6 +150,8 @@ class Website(ma.fields.Url):
             _WEB_ADDRESS(with_ascii_host(value))
         except (InvalidHost, ma.ValidationError) as exc:
             raise self.make_error("invalid") from exc
+        if not port_in_range(value):
+            raise self.make_error("port")
 
 
 WEB_SCHEMES = frozenset({"http", "https"})

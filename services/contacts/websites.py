@@ -21,6 +21,8 @@ BARE_HOST = re.compile(r"[\w-]+(\.[\w-]+)+(?:[/?#]|$)")
 # A URI's scheme and authority (RFC 3986 3.1, 3.2): the host is in the authority, after
 # the user information and before the port.
 _AUTHORITY = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<authority>[^/?#]*)", re.IGNORECASE)
+# A port (RFC 3986 3.2.3): ASCII digits, leading zeros allowed; TCP's ports are 1 to 65535.
+_PORT = re.compile(r"0*(?P<number>[0-9]{1,5})")
 # RFC 3986's reserved characters and "%" (unreserved ones are never quoted).
 _URI_CHARACTERS = ":/?#[]@!$&'()*+,;=%"
 
@@ -46,6 +48,20 @@ def with_ascii_host(address: str) -> str:
         host = idna.encode(host, uts46=True, std3_rules=True).decode("ascii")
     rest = address[match.end("authority") :]
     return f"{match['scheme']}{user}{at}{host}{colon}{port}{rest}"
+
+
+def port_in_range(address: str) -> bool:
+    """False if ``address`` has a port other than ASCII digits for 1 to 65535, such as
+    ``:99999``, ``:0`` or ``:٨٠`` (marshmallow's URL check takes any number of any Unicode
+    digits for a port)."""
+    match = _AUTHORITY.match(address)
+    if match is None:
+        return True
+    host_port = match["authority"].rpartition("@")[2]
+    # An IPv6 host (``[::1]``) has colons of its own: the port follows its bracket.
+    port = host_port.rpartition("]")[2].partition(":")[2]
+    number = _PORT.fullmatch(port)
+    return not port or (number is not None and 1 <= int(number["number"]) <= 65535)
 
 
 def ascii_uri(address: str) -> str:

@@ -360,3 +360,27 @@ def test_a_website_is_taken_as_people_write_it(
             headers=coordinator,
         )
         assert response.status_code == 422 and "website" in response.get_json()["errors"]
+
+
+def test_a_website_port_is_one_of_1_to_65535_in_ascii_digits(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """The URL check takes any number of any digits after the host's colon."""
+    for port in ("1", "8080", "65535"):
+        for host in ("www.beispiel.de", "bäckerei-müller.de"):
+            website = f"https://{host}:{port}/"
+            assert make_org(website=website)["website"] == website
+    org = make_org(website="https://www.beispiel.de/")
+    for port in ("99999", "65536", "0", "00", "٨٠", "99999999999999999999"):
+        for host in ("www.beispiel.de", "bäckerei-müller.de"):
+            body = {"website": f"https://{host}:{port}/"}
+            created = contacts_client.post(
+                ORGS,
+                json={"kind": "business", "name": f"Web {suffix()}", **body},
+                headers=coordinator,
+            )
+            changed = contacts_client.patch(f"{ORGS}/{org['id']}", json=body, headers=coordinator)
+            for response in (created, changed):
+                assert _errors(response) == {"website": ["A port is a number from 1 to 65535."]}
+    shown = contacts_client.get(f"{ORGS}/{org['id']}", headers=coordinator).get_json()
+    assert shown["website"] == "https://www.beispiel.de/"

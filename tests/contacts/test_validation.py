@@ -118,6 +118,25 @@ def test_an_import_takes_a_website_with_umlauts_and_refuses_one_that_is_no_addre
     assert org["website"] == "https://www.bäckerei-müller.de"
 
 
+def test_an_import_refuses_a_website_whose_port_is_out_of_range(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    tag = f"port{suffix()}"
+    content = (
+        "name;website;tags\r\n"
+        f"Hafen {tag};https://www.beispiel.de:8080/;{tag}\r\n"
+        f"Zu groß {tag};https://www.beispiel.de:99999/;{tag}\r\n"
+        f"Null {tag};https://bäckerei-müller.de:0/;{tag}\r\n"
+    ).encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert body["valid_rows"] == 1, body["errors"]
+    port = ["A port is a number from 1 to 65535."]
+    assert [(error["line"], error["errors"]) for error in body["errors"]] == [
+        (3, {"website": port}),
+        (4, {"website": port}),
+    ]
+
+
 # Patterns: ASCII digits, and the end of the text (Python's $ also matches before a
 # final line break).
 

@@ -616,6 +616,16 @@ class UploadBriefSchema(ma.Schema):
     created_at = BerlinDateTime()
 
 
+class NotedRecordSchema(ma.Schema):
+    entity = ma.fields.String(metadata={"description": "organisation, person or premises"})
+    id = ma.fields.UUID()
+
+
+class MentionSchema(NotedRecordSchema):
+    label = ma.fields.String(metadata={"description": "Its name (premises: the address)"})
+    notes = ma.fields.String()
+
+
 class SuppressionOutSchema(ma.Schema):
     created_at = BerlinDateTime()
     created_by = ma.fields.String()
@@ -635,6 +645,13 @@ class DataExportSchema(ma.Schema):
     imports = ma.fields.List(
         ma.fields.Nested(UploadBriefSchema),
         metadata={"description": "Uploaded CSV files (kept for the retention) that hold it"},
+    )
+    mentions = ma.fields.List(
+        ma.fields.Nested(MentionSchema),
+        metadata={
+            "description": "Records whose notes mention the address, or a person with it by "
+            "their full name: free text to read before it is given out"
+        },
     )
     suppression = ma.fields.Nested(
         SuppressionOutSchema,
@@ -659,4 +676,11 @@ class ErasureOutSchema(ma.Schema):
     )
     events = ma.fields.Integer(
         metadata={"description": "Stored events whose personal data was removed"}
+    )
+    notes_to_review = ma.fields.List(
+        ma.fields.Nested(NotedRecordSchema),
+        metadata={
+            "description": "Records whose notes mention the address, or an erased person by "
+            "their full name: free text the erasure leaves as it is, to be reviewed"
+        },
     )

@@ -252,6 +252,44 @@ def test_erasure_deletes_the_person_and_roles_and_empties_history_and_events(
     assert [row.created_by for row in stored] == [desk.admin_email()]
 
 
+def test_notes_that_mention_the_address_or_the_full_name_are_listed_for_review(
+    desk: Desk, make_org: Maker, make_person: Maker, make_premises: Maker
+) -> None:
+    """Free text is not edited by an erasure (a name may be someone else's too), but the
+    records whose notes mention the address (in any case) or a person of it by their full
+    name are listed: in the export, with the notes, and in the erasure's answer, by id."""
+    tag, address = desk.tag, desk.address
+    first, last = f"Zoraida{tag}", f"Quendt{tag}"
+    shop = make_org(name=f"Werkstatt {tag}")
+    make_person(first_name=first, last_name=last, email=address, roles=[role(shop, "owner")])
+    neighbour = make_org(name=f"Nachbar {tag}", notes=f"Kontakt über {address.upper()} (privat)")
+    landlord = make_org(kind="landlord", name=f"Vermieter {tag}")
+    unit = make_premises(
+        owner_id=landlord["id"], notes=f"{first.lower()} {last.lower()} will besichtigen"
+    )
+    # Only the last name, and another person's notes about someone else: not listed.
+    make_person(last_name=f"Kollege{tag}", notes=f"Vertritt Frau {last} im Urlaub")
+    make_org(name=f"Anderer {tag}", notes="Ruft montags an")
+
+    def noted(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return [(entry["entity"], entry["id"]) for entry in entries]
+
+    held = desk.held()["mentions"]
+    assert noted(held) == [("organisation", neighbour["id"]), ("premises", unit["id"])]
+    assert [(entry["label"], entry["notes"]) for entry in held] == [
+        (neighbour["name"], neighbour["notes"]),
+        ("Warnowallee", unit["notes"]),
+    ]
+
+    response = desk.erase()
+
+    assert response.status_code == 200, response.get_json()
+    assert noted(response.get_json()["notes_to_review"]) == noted(held)
+    assert desk.get(f"/organisations/{neighbour['id']}").get_json()["notes"] == neighbour["notes"]
+    # The person is gone, so only the address still finds a mention.
+    assert noted(desk.held()["mentions"]) == [("organisation", neighbour["id"])]
+
+
 def test_erasure_deletes_the_uploads_that_hold_the_address_and_archived_people(
     desk: Desk, make_person: Maker
 ) -> None:

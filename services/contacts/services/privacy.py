@@ -14,19 +14,22 @@ person of the register (a subscriber, a sign-up), so a person's id would not fin
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, text
+from sqlalchemy import Row, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from shared.db import utcnow
 from shared.erasure import ADDRESS_ERASED
 from shared.events import record_event
 
-from ..models import Change, Import, Organisation, OutboxEvent, Person, Suppression
-from . import imports, organisations, people, suppressions
+from ..models import Change, Import, Organisation, OutboxEvent, Person, Premises, Suppression
+from ..normalise import composed
+from . import imports, organisations, people, premises, suppressions
 from .history import history, record_change
 
 # What stands where personal data was: an entry of the history, or an address in one.
@@ -41,6 +44,18 @@ class PersonData:
 
 
 @dataclass(frozen=True)
+class Mention:
+    """A record whose notes mention the address, or a person of it by their full name: free
+    text, which no erasure edits by itself (a name may be someone else's too), for an admin
+    to read."""
+
+    entity: str
+    id: uuid.UUID
+    label: str
+    notes: str
+
+
+@dataclass(frozen=True)
 class DataExport:
     """What the register holds about an address (see :func:`export`)."""
 
@@ -50,6 +65,7 @@ class DataExport:
     people: list[PersonData]
     organisations: list[Organisation]
     imports: list[Row[Any]]
+    mentions: list[Mention]
     suppression: Suppression | None
 
 
@@ -65,6 +81,7 @@ class Erasure:
     imports: int
     history_entries: int
     events: int
+    notes_to_review: list[Mention]
 
 
 def export(session: Session, email: str) -> DataExport:
@@ -94,6 +111,7 @@ def export(session: Session, email: str) -> DataExport:
                 .order_by(Import.created_at, Import.id)
             )
         ),
+        mentions=mentions(session, [address, *_full_names(found)], besides=[p.id for p in found]),
         suppression=suppressions.find(session, digest),
     )
 
@@ -116,6 +134,9 @@ def erase(session: Session, email: str, *, actor: str) -> Erasure:
     orgs, locked = people.lock_with_organisations(session, person_ids, org_ids)
     erased = [person for person in locked if person.email == address]
     roles = sum(len(person.roles) for person in erased)
+    to_review = mentions(
+        session, [address, *_full_names(erased)], besides=[person.id for person in erased]
+    )
     entries, events = _forget_people(session, erased)
     for person in erased:
         _record_erasure(session, person, digest, actor)
@@ -140,7 +161,41 @@ def erase(session: Session, email: str, *, actor: str) -> Erasure:
         imports=uploads,
         history_entries=entries + scrubbed_entries,
         events=events + scrubbed_events,
+        notes_to_review=to_review,
     )
+
+
+# The records with notes, and what names one in a list of them.
+_NOTED: tuple[tuple[str, Any, Any], ...] = (
+    (organisations.ENTITY, Organisation, Organisation.name),
+    (people.ENTITY, Person, func.concat_ws(" ", Person.first_name, Person.last_name)),
+    (premises.ENTITY, Premises, func.concat_ws(" ", Premises.street, Premises.house_number)),
+)
+
+
+def mentions(
+    session: Session, needles: Iterable[str], *, besides: Collection[uuid.UUID] = ()
+) -> list[Mention]:
+    """The records (other than ``besides``) whose notes contain one of ``needles``, in any
+    case and composition (a whole read of the tables: requests about a person are rare)."""
+    folded = sorted({composed(needle).lower() for needle in needles if needle.strip()})
+    found: list[Mention] = []
+    for entity, model, label in _NOTED:
+        notes = func.lower(func.normalize(model.notes, literal_column("NFC")))
+        rows = session.execute(
+            select(model.id, label, model.notes)
+            .where(or_(*(func.strpos(notes, needle) > 0 for needle in folded)))
+            .where(model.id.not_in(list(besides)))
+            .order_by(model.id)
+        )
+        found += [Mention(entity, id_, name, text_) for id_, name, text_ in rows]
+    return found
+
+
+def _full_names(found: Iterable[Person]) -> list[str]:
+    """The full names of these people, for finding them in notes; a person with only a
+    first or a last name is left out (``Müller`` alone names many)."""
+    return [f"{p.first_name} {p.last_name}" for p in found if p.first_name and p.last_name]
 
 
 # A person's history entries keep who did what and when; what they held of the person

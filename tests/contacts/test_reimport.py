@@ -1,10 +1,12 @@
 """Re-importing creates no duplicates: a row matches an organisation by our export's id, by
 email, or by folded name and address; a row repeating an earlier one in the same file
-creates nothing; a matched organisation is changed only where the row has a different,
-non-empty value; a person at another company is the same person by their email only."""
+creates and changes nothing, also in the file imported again; a matched organisation is
+changed only where the row has a different, non-empty value; a person at another company
+is the same person by their email only."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -28,6 +30,14 @@ def _imported(client: FlaskClient, headers: dict[str, str], content: str) -> dic
 
 def _read(client: FlaskClient, headers: dict[str, str], org: dict[str, Any]) -> dict[str, Any]:
     return dict(client.get(f"{ORGS}/{org['id']}", headers=headers).get_json())
+
+
+def _register(client: FlaskClient, headers: dict[str, str], tag: str) -> list[dict[str, Any]]:
+    """The organisations of a tag with their people, in an order of their ids."""
+    orgs = sorted(_tagged(client, headers, tag), key=lambda org: str(org["id"]))
+    for org in orgs:
+        org["people"].sort(key=lambda role: (role["person_id"], role["role"]))
+    return orgs
 
 
 def test_a_row_matches_by_the_id_of_our_export(
@@ -182,3 +192,100 @@ def test_across_companies_an_email_tells_a_person_and_a_name_alone_does_not(
     assert (again["created_count"], *(again[key] for key in PEOPLE_COUNTS)) == (0, 0, 0)
     orgs = {org["name"]: org for org in _tagged(contacts_client, coordinator, tag)}
     assert [len(org["people"]) for org in orgs.values()] == [3, 3]
+
+
+def test_companies_sharing_a_mailbox_are_found_again_as_the_first_import_wrote_them(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """Two rows of companies without a person, with one email (a mailbox they share), are
+    one organisation, the first row's: the second repeats it. Imported again, the second
+    row repeats it still, instead of matching it by the email and renaming it."""
+    tag = f"imp{suffix()}"
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Kategorien\n"
+        f"Werft {tag};Werftstraße 1;;;info-{tag}@hafen.example;{tag}\n"
+        f"Hafenbar {tag};Am Strom 2;;;info-{tag}@hafen.example;{tag}\n"
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert (done["created_count"], done["skipped_count"]) == (1, 1)
+    first = _register(contacts_client, coordinator, tag)
+    assert [(org["name"], org["street"]) for org in first] == [(f"Werft {tag}", "Werftstraße")]
+
+    again = _imported(contacts_client, coordinator, content)
+    assert (again["created_count"], again["updated_count"], again["skipped_count"]) == (0, 0, 2)
+    assert _register(contacts_client, coordinator, tag) == first
+
+
+def test_rows_of_our_export_are_no_repeats_of_each_other(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """Two organisations of one name, address and mailbox (not merged yet): the rows of our
+    export, found by their ids, each change their own."""
+    tag = f"imp{suffix()}"
+    same = {"name": f"Kiosk {tag}", "street": "Warnowallee", "house_number": "3"}
+    email = f"kiosk-{tag}@example.org"
+    first, second = (make_org(**same, email=email, tags=[tag]) for _ in range(2))
+    content = "id;name;street;email;sector;tags\n" + "".join(
+        f"{org['id']};Kiosk {tag};Warnowallee 3;{email};{sector};{tag}\n"
+        for org, sector in ((first, "Handel"), (second, "Getränke"))
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert (done["created_count"], done["updated_count"]) == (0, 2)
+    assert [_read(contacts_client, coordinator, org)["sector"] for org in (first, second)] == [
+        "Handel",
+        "Getränke",
+    ]
+
+
+# Generated files: a few companies whose rows share emails, names (some folding alike) and
+# addresses, with and without a person. Every person has a first name: a row naming one by
+# the last name alone and without an email does not find them again once a later row has
+# filled their first name (the rule of people at the row's organisation), which is not
+# what these files test.
+_NAMES = ("Werft Nord", "Hafenbar", "Bäckerei Müller", "Baeckerei Mueller GmbH", "Café Anker")
+_STREETS = ("Werftstraße 1", "Werftstr. 1", "Am Strom 3", "")
+_PEOPLE = (("Anna", "Alt"), ("A.", "Alt"), ("Bert", "Brandt"), ("Clara", "Brandt"))
+_PHONES = ("0381 111", "0381 222", "")
+_HEADERS = (
+    "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Telefon geschäftlich;Kategorien",
+    "name;street;first_name;last_name;email;phone;tags",
+    "name;street;email;phone;tags",
+)
+
+
+def _generated(seed: int, tag: str) -> str:
+    """A file of 5 to 15 rows, the same for a seed."""
+    rng = random.Random(seed)
+    header = rng.choice(_HEADERS)
+    naming = rng.choice((0.0, 0.3, 0.7))  # how many rows name a person
+    names = rng.sample(_NAMES, rng.randint(1, 4))
+    streets = rng.sample(_STREETS, rng.randint(1, 3))
+    boxes = [f"{box}@{tag}.example" for box in ("info", "post", "kontakt")]
+    emails = rng.sample([*boxes, ""], rng.randint(1, 3))
+    lines = [header]
+    for _ in range(rng.randint(5, 15)):
+        person = rng.choice(_PEOPLE) if rng.random() < naming else ("", "")
+        cells = [f"{rng.choice(names)} {tag}", rng.choice(streets), *person]
+        cells += [rng.choice(emails), rng.choice(_PHONES), tag]
+        if header == _HEADERS[-1]:
+            del cells[2:4]
+        lines.append(";".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def test_a_file_imported_again_changes_nothing(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """A second and a third import of a file find what the first wrote and change nothing:
+    no organisation or person created or changed, no role given. Over 30 generated files
+    (one test, not 30: a test's own setup takes longer than its imports)."""
+    for seed in range(30):
+        tag = f"imp{suffix()}"
+        content = _generated(seed, tag)
+        _imported(contacts_client, coordinator, content)
+        first = _register(contacts_client, coordinator, tag)
+        for _ in range(2):
+            again = _imported(contacts_client, coordinator, content)
+            counts = [again[key] for key in ("created_count", "updated_count", *PEOPLE_COUNTS)]
+            assert counts == [0, 0, 0, 0], f"seed {seed}:\n{content}"
+            assert _register(contacts_client, coordinator, tag) == first, f"seed {seed}:\n{content}"

@@ -463,20 +463,30 @@ _REFUSALS = {
 }
 
 
+# A row repeating an earlier one changes nothing, also when it matches an organisation
+# itself: the first import of a file wrote the earlier row's values only (the repeat
+# matched nothing then), and the file imported again would otherwise write the repeat's
+# over them (a second company with the mailbox of the first renamed it). Its person joins
+# the earlier row's organisation (see _PERSON_ROWS). A row matched by its id (our export)
+# is no repeat: it is the organisation of that id, also when another row shares its name
+# and address or its email.
 _PLAN = f"""
 WITH staged AS MATERIALIZED (
     SELECT s.line, s.email, s.match_name, s.match_address, {_NAMES_A_PERSON} AS person,
-        {_MATCH} AS match_id
+        {_MATCH} AS match_id, s.record_id
     FROM import_rows s
     WHERE s.import_id = :import_id
+), keyed AS (
+    SELECT line, match_id,
+        (match_id = record_id) IS NOT TRUE AND (
+            line > min(line) OVER (PARTITION BY match_name, match_address)
+            OR (NOT person AND email IS NOT NULL
+                AND line > min(line) FILTER (WHERE NOT person) OVER (PARTITION BY email))
+        ) AS repeated
+    FROM staged
 )
-SELECT line, match_id,
-    match_id IS NULL AND (
-        line > min(line) OVER (PARTITION BY match_name, match_address)
-        OR (NOT person AND email IS NOT NULL
-            AND line > min(line) FILTER (WHERE NOT person) OVER (PARTITION BY email))
-    ) AS repeated
-FROM staged
+SELECT line, CASE WHEN NOT repeated THEN match_id END AS match_id, repeated
+FROM keyed
 """  # noqa: S608 (built from constants)
 
 
@@ -846,9 +856,9 @@ def _counts(session: Session, import_id: uuid.UUID) -> tuple[int, int, int]:
 # contact at a company, as Outlook exports them) joins the new organisation of its folded
 # name and address, else one with its email, as a match would find it once the new ones
 # are written; or, when the first row of that name and address matched an organisation
-# (by its id: the register's name differs), that organisation. Over the plan of the
-# preview (_PLAN) or of the commit (import_plan) alike, so that the preview plans the same
-# people as the commit.
+# (by its id: the register's name differs; or in a file imported again), that
+# organisation. Over the plan of the preview (_PLAN) or of the commit (import_plan) alike,
+# so that the preview plans the same people as the commit.
 _PERSON_ROWS = """
 WITH plan AS MATERIALIZED ({plan}), placed AS (
     SELECT plan.line, plan.match_id, plan.repeated, s.email, s.first_name, s.last_name,

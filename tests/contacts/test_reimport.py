@@ -216,6 +216,28 @@ def test_companies_sharing_a_mailbox_are_found_again_as_the_first_import_wrote_t
     assert _register(contacts_client, coordinator, tag) == first
 
 
+def test_a_contact_named_by_the_last_name_alone_is_found_once_a_row_gave_the_first_name(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """A later row gives Brandt of the first rows their first name (Bert: the same email,
+    at a second address of the company); imported again, the row naming Brandt alone and
+    without an email finds Bert Brandt at the company, instead of adding a second Brandt."""
+    tag = f"imp{suffix()}"
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Kategorien\n"
+        f"Werft {tag};;;Brandt;b-{tag}@werft.example;{tag}\n"
+        f"Werft {tag};;;Brandt;;{tag}\n"
+        f"Werft {tag};Am Strom 3;Bert;Brandt;b-{tag}@werft.example;{tag}\n"
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert [done[key] for key in PEOPLE_COUNTS] == [1, 1]
+    first = _register(contacts_client, coordinator, tag)
+
+    again = _imported(contacts_client, coordinator, content)
+    assert [again[key] for key in ("created_count", "updated_count", *PEOPLE_COUNTS)] == [0] * 4
+    assert _register(contacts_client, coordinator, tag) == first
+
+
 def test_rows_of_our_export_are_no_repeats_of_each_other(
     contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
 ) -> None:
@@ -238,13 +260,11 @@ def test_rows_of_our_export_are_no_repeats_of_each_other(
 
 
 # Generated files: a few companies whose rows share emails, names (some folding alike) and
-# addresses, with and without a person. Every person has a first name: a row naming one by
-# the last name alone and without an email does not find them again once a later row has
-# filled their first name (the rule of people at the row's organisation), which is not
-# what these files test.
+# addresses, with and without a person (some by the last name alone: a later row may give
+# them their first name).
 _NAMES = ("Werft Nord", "Hafenbar", "Bäckerei Müller", "Baeckerei Mueller GmbH", "Café Anker")
 _STREETS = ("Werftstraße 1", "Werftstr. 1", "Am Strom 3", "")
-_PEOPLE = (("Anna", "Alt"), ("A.", "Alt"), ("Bert", "Brandt"), ("Clara", "Brandt"))
+_PEOPLE = (("Anna", "Alt"), ("A.", "Alt"), ("Bert", "Brandt"), ("Clara", "Brandt"), ("", "Brandt"))
 _PHONES = ("0381 111", "0381 222", "")
 _HEADERS = (
     "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Telefon geschäftlich;Kategorien",

@@ -419,7 +419,7 @@ COALESCE(
     CASE WHEN NOT {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also="")} END,
     (SELECT o.id FROM organisations o
      WHERE o.match_name = s.match_name AND o.match_address = s.match_address
-       AND o.archived IS false LIMIT 1),
+       AND o.archived IS false ORDER BY o.created_at, o.id LIMIT 1),
     CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also=_SAME_NAME)} END
 )
 """  # noqa: S608 (built from constants)
@@ -1007,8 +1007,8 @@ def _plan_people(rows: list[_PersonRow], register: list[_Person]) -> dict[int, _
     there already. In line order, as the commit writes them, so that a row finds the person
     of an earlier one as it finds one of the register.
 
-    At the row's organisation the rule of old stays: the same email and last name, or
-    without an email the same first and last name, is the person there. Elsewhere only an
+    At the row's organisation: the same email and last name, or without an email a name
+    that may be theirs, is the person there (see _there_already). Elsewhere only an
     email tells a person (a name alone does not: two Thomas Schmidt at two companies are
     two people): the oldest live person with the row's email whose name may be the row's
     (see _may_be). The first row's values stay; a later one fills an empty first name."""
@@ -1040,9 +1040,13 @@ def _plan_people(rows: list[_PersonRow], register: list[_Person]) -> dict[int, _
 
 
 def _there_already(person: _Person, row: _PersonRow) -> bool:
+    """Whether the person at the row's organisation is the row's: the same email and last
+    name, or, for a row without an email, a name that may be theirs (see _may_be): a row
+    naming ``Brandt`` alone finds Bert Brandt there, also once a later row of the file gave
+    them the first name, so that the file imported again adds no one."""
     if row.email:
         return person.email == row.email and person.last_name == row.last_name
-    return person.first_name == row.first_name and person.last_name == row.last_name
+    return _may_be(person, row)
 
 
 def _may_be(person: _Person, row: _PersonRow) -> bool:

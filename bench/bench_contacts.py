@@ -430,6 +430,7 @@ def main() -> None:
                     os.environ.get("BENCH_API_THREADS", "4"),
                     "--log-level",
                     "warning",
+                    "--no-control-socket",  # as `quartier api` serves it
                     "services.contacts.app:create_app()",
                 ],
                 env=env,

@@ -72,6 +72,9 @@ def api(service: str, port: int | None, host: str, processes: int) -> None:
             "4",
             "--timeout",
             "60",
+            # No control socket (gunicornc): one per user's home by default, which the three
+            # APIs of one machine would share, and nothing here uses it.
+            "--no-control-socket",
             "--access-logfile",
             "-",
             "--access-logformat",

@@ -76,6 +76,22 @@ def test_gunicorns_own_errors_are_problem_json(api_process: Callable[[str], int]
     assert (status, headers["content-type"], body["status"]) == (404, PROBLEM, 404)
 
 
+def test_apis_side_by_side_start_without_errors(
+    api_process: Callable[[str], int], tmp_path: Path
+) -> None:
+    """The APIs of one machine (``make run`` starts three) open no control socket: gunicorn's
+    (``gunicornc``) is one per home directory by default, so APIs starting at once log that
+    it is in use, and one started later takes it over from the others."""
+    for service in ("contacts", "visits"):
+        port = api_process(service)
+        request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        assert _exchange(port, request)[0] == 200
+    for service in ("contacts", "visits"):
+        log = (tmp_path / f"{service}-api.log").read_text()
+        assert "Booting worker" in log, log
+        assert "[ERROR]" not in log and "Control socket" not in log, log
+
+
 def test_an_error_outside_the_application_says_only_that_it_was_logged() -> None:
     """gunicorn's 500 (a worker thread failed outside the application) has no message."""
     page = _Page()

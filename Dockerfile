@@ -8,10 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     QUARTIER_VAR_DIR=/var/lib/quartier
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY services ./services
-RUN pip install . && useradd --system --home /var/lib/quartier quartier \
+RUN pip install -c constraints.txt . && useradd --system --home /var/lib/quartier quartier \
     && mkdir -p /var/lib/quartier && chown quartier /var/lib/quartier
 
 USER quartier

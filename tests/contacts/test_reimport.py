@@ -259,6 +259,72 @@ def test_rows_of_our_export_are_no_repeats_of_each_other(
     ]
 
 
+def test_rows_finding_one_organisation_by_two_keys_change_it_once(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """A contact's row finds the shipyard by its name and address, a later company row by
+    the mailbox they share (another address: the shipyard's second gate): the first row
+    changes it, the second repeats it, instead of moving it to its address (the file
+    imported again would then find no shipyard at the contact's address, and create one)."""
+    tag = f"imp{suffix()}"
+    info = f"info-{tag}@werft.example"
+    _imported(
+        contacts_client,
+        coordinator,
+        f"name;street;email;tags\nWerft {tag};Werftstraße 1;{info};{tag}\n",
+    )
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Kategorien\n"
+        f"Werft {tag};Werftstraße 1;Anna;Alt;anna-{tag}@werft.example;{tag}\n"
+        f"Werft {tag};Am Strom 3;;;{info};{tag}\n"
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert [done[key] for key in ("created_count", "updated_count", *PEOPLE_COUNTS)] == [0, 0, 1, 0]
+    first = _register(contacts_client, coordinator, tag)
+    [org] = first
+    assert (org["street"], org["email"], [p["person_name"] for p in org["people"]]) == (
+        "Werftstraße",
+        info,
+        ["Anna Alt"],
+    )
+
+    again = _imported(contacts_client, coordinator, content)
+    assert [again[key] for key in ("created_count", "updated_count", *PEOPLE_COUNTS)] == [0] * 4
+    assert _register(contacts_client, coordinator, tag) == first
+
+
+def test_a_company_with_the_mailbox_of_one_the_file_names_is_another_company(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """The bakery of the register has the mailbox post@; a file gives the bakery another
+    email and names a harbour bar with post@. The bar's row does not take the bakery by
+    its old mailbox (renaming it): it is created, and the file imported again finds both
+    as the first import left them."""
+    tag = f"imp{suffix()}"
+    post = f"post-{tag}@hafen.example"
+    _imported(
+        contacts_client,
+        coordinator,
+        f"name;street;email;tags\nBäckerei {tag};Am Strom 3;{post};{tag}\n",
+    )
+    content = (
+        "name;street;email;tags\n"
+        f"Bäckerei {tag};Am Strom 3;info-{tag}@baeckerei.example;{tag}\n"
+        f"Hafenbar {tag};Am Strom 3;{post};{tag}\n"
+    )
+    done = _imported(contacts_client, coordinator, content)
+    assert (done["created_count"], done["updated_count"]) == (1, 1)
+    first = _register(contacts_client, coordinator, tag)
+    assert sorted((org["name"], org["email"]) for org in first) == [
+        (f"Bäckerei {tag}", f"info-{tag}@baeckerei.example"),
+        (f"Hafenbar {tag}", post),
+    ]
+
+    again = _imported(contacts_client, coordinator, content)
+    assert (again["created_count"], again["updated_count"], again["skipped_count"]) == (0, 0, 2)
+    assert _register(contacts_client, coordinator, tag) == first
+
+
 # Generated files: a few companies whose rows share emails, names (some folding alike) and
 # addresses, with and without a person (some by the last name alone: a later row may give
 # them their first name).
@@ -309,3 +375,23 @@ def test_a_file_imported_again_changes_nothing(
             counts = [again[key] for key in ("created_count", "updated_count", *PEOPLE_COUNTS)]
             assert counts == [0, 0, 0, 0], f"seed {seed}:\n{content}"
             assert _register(contacts_client, coordinator, tag) == first, f"seed {seed}:\n{content}"
+
+
+def test_a_file_imported_again_over_another_changes_nothing(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """As above, with the register holding another file's organisations and people of the
+    same names, mailboxes and addresses: the file imported over them, then again twice,
+    changes nothing the second and third time."""
+    for seed in range(30):
+        tag = f"imp{suffix()}"
+        before, content = _generated(seed, tag), _generated(seed + 1000, tag)
+        _imported(contacts_client, coordinator, before)
+        _imported(contacts_client, coordinator, content)
+        first = _register(contacts_client, coordinator, tag)
+        files = f"seed {seed}:\n{before}\n{content}"
+        for _ in range(2):
+            again = _imported(contacts_client, coordinator, content)
+            counts = [again[key] for key in ("created_count", "updated_count", *PEOPLE_COUNTS)]
+            assert counts == [0, 0, 0, 0], files
+            assert _register(contacts_client, coordinator, tag) == first, files

@@ -470,6 +470,17 @@ _REFUSALS = {
 # the earlier row's organisation (see _PERSON_ROWS). A row matched by its id (our export)
 # is no repeat: it is the organisation of that id, also when another row shares its name
 # and address or its email.
+# Of the other rows matching one organisation (a contact's row by its name and address, a
+# company's by the mailbox they share), the first changes it and the later ones repeat it:
+# each writing its own values, the file would change the organisation on every import
+# (and the commit would change it more often than the preview said). A row without a
+# person finding an organisation of another name by its email alone (a company renamed)
+# does not take one that another row finds by its name (or id): it is another company
+# with that mailbox, and is created: were it to rename the organisation, the other row
+# would not find it in the file imported again; were it to repeat the other row, which
+# writes its own email, it would not find it itself. joins_id is the organisation of the
+# register a row's person joins: the row's match, also for a repeat of the row that
+# changes it; a repeat of an earlier row's name and address or email joins that row's.
 _PLAN = f"""
 WITH staged AS MATERIALIZED (
     SELECT s.line, s.email, s.match_name, s.match_address, {_NAMES_A_PERSON} AS person,
@@ -477,16 +488,32 @@ WITH staged AS MATERIALIZED (
     FROM import_rows s
     WHERE s.import_id = :import_id
 ), keyed AS (
-    SELECT line, match_id,
+    SELECT line, match_id, (match_id = record_id) IS TRUE AS by_id,
+        CASE WHEN match_id IS NOT NULL THEN (match_id = record_id) IS TRUE OR (
+            SELECT o.match_name = staged.match_name FROM organisations o WHERE o.id = match_id
+        ) END AS named,
         (match_id = record_id) IS NOT TRUE AND (
             line > min(line) OVER (PARTITION BY match_name, match_address)
             OR (NOT person AND email IS NOT NULL
                 AND line > min(line) FILTER (WHERE NOT person) OVER (PARTITION BY email))
-        ) AS repeated
+        ) AS same_key
     FROM staged
+), matched AS (
+    SELECT line, match_id, same_key, by_id, named,
+        bool_or(named) OVER by_match AS any_named,
+        min(line) FILTER (WHERE NOT same_key AND named) OVER by_match AS first_named,
+        min(line) FILTER (WHERE NOT same_key) OVER by_match AS first
+    FROM keyed
+    WINDOW by_match AS (PARTITION BY match_id)
+), placed AS (
+    SELECT line, same_key, CASE WHEN named OR NOT any_named THEN match_id END AS match_id,
+        NOT same_key AND NOT by_id AND match_id IS NOT NULL AND (named OR NOT any_named)
+            AND line > CASE WHEN any_named THEN first_named ELSE first END AS same_match
+    FROM matched
 )
-SELECT line, CASE WHEN NOT repeated THEN match_id END AS match_id, repeated
-FROM keyed
+SELECT line, CASE WHEN NOT (same_key OR same_match) THEN match_id END AS match_id,
+    same_key OR same_match AS repeated, CASE WHEN NOT same_key THEN match_id END AS joins_id
+FROM placed
 """  # noqa: S608 (built from constants)
 
 
@@ -852,28 +879,29 @@ def _counts(session: Session, import_id: uuid.UUID) -> tuple[int, int, int]:
 
 
 # The rows naming a person, with the organisation their person joins: the one the row
-# matches, or the line of the row that creates it. A row repeating an earlier one (a second
-# contact at a company, as Outlook exports them) joins the new organisation of its folded
-# name and address, else one with its email, as a match would find it once the new ones
-# are written; or, when the first row of that name and address matched an organisation
-# (by its id: the register's name differs; or in a file imported again), that
-# organisation. Over the plan of the preview (_PLAN) or of the commit (import_plan) alike,
-# so that the preview plans the same people as the commit.
+# matches (also as a repeat of the row that changes it: joins_id), or the line of the row
+# that creates it. A row repeating an earlier one (a second contact at a company, as
+# Outlook exports them) joins the new organisation of its folded name and address, else
+# one with its email, as a match would find it once the new ones are written; or, when
+# the first row of that name and address matched an organisation (by its id: the
+# register's name differs; or in a file imported again), that organisation. Over the
+# plan of the preview (_PLAN) or of the commit (import_plan) alike, so that the preview
+# plans the same people as the commit.
 _PERSON_ROWS = """
 WITH plan AS MATERIALIZED ({plan}), placed AS (
-    SELECT plan.line, plan.match_id, plan.repeated, s.email, s.first_name, s.last_name,
+    SELECT plan.line, plan.joins_id, plan.repeated, s.email, s.first_name, s.last_name,
         min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
             OVER (PARTITION BY s.match_name, s.match_address) AS by_address,
-        first_value(plan.match_id)
+        first_value(plan.joins_id)
             OVER (PARTITION BY s.match_name, s.match_address ORDER BY plan.line) AS first_match,
         min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
             OVER (PARTITION BY s.email) AS by_email
     FROM plan JOIN import_rows s ON s.import_id = :import_id AND s.line = plan.line
 )
 SELECT line,
-    COALESCE(match_id, CASE WHEN repeated AND by_address IS NULL THEN first_match END),
+    COALESCE(joins_id, CASE WHEN repeated AND by_address IS NULL THEN first_match END),
     CASE
-        WHEN match_id IS NOT NULL THEN NULL
+        WHEN joins_id IS NOT NULL THEN NULL
         WHEN NOT repeated THEN line
         ELSE COALESCE(by_address, CASE WHEN email IS NOT NULL THEN by_email END)
     END AS creator,
@@ -882,7 +910,7 @@ FROM placed
 WHERE first_name IS NOT NULL OR last_name IS NOT NULL
 ORDER BY line
 """
-_COMMIT_PLAN = "SELECT line, match_id, repeated FROM import_plan"
+_COMMIT_PLAN = "SELECT line, match_id, repeated, joins_id FROM import_plan"
 # The people a plan of the rows' people starts from: those at the organisations the rows
 # match, and the live ones with the rows' emails; with the organisations of their roles,
 # oldest first.
@@ -917,7 +945,7 @@ ORDER BY id FOR NO KEY UPDATE
 """
 
 _FILL_PLAN = f"""
-INSERT INTO import_plan (line, match_id, repeated, new_id)
+INSERT INTO import_plan (line, match_id, repeated, joins_id, new_id)
 SELECT *, gen_random_uuid() FROM ({_PLAN}) AS plan
 """  # noqa: S608 (built from constants)
 
@@ -1116,7 +1144,8 @@ def _apply(session: Session, record: Import, actor: str, progress: Progress | No
     session.execute(
         text(
             "CREATE TEMP TABLE import_plan"
-            " (line integer PRIMARY KEY, match_id uuid, repeated boolean, new_id uuid,"
+            " (line integer PRIMARY KEY, match_id uuid, repeated boolean, joins_id uuid,"
+            " new_id uuid,"
             " unchanged boolean NOT NULL DEFAULT false, person_org uuid)"
             " ON COMMIT DROP"
         )

@@ -36,10 +36,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # constraints.txt anew: every dependency at the newest version pyproject.toml allows, in a
-# virtualenv of its own. Run make test (and make bench) on it before committing the list.
+# virtualenv of its own on the image's Python (a newer one may pin releases without 3.11).
+# Run make test (and make bench) on it before committing the list.
+LOCK_PYTHON ?= python3.11
 lock:
 	rm -rf .venv-lock
-	$(PYTHON) -m venv .venv-lock
+	$(LOCK_PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
 	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
 	head -n 3 constraints.txt > constraints.new

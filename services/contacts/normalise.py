@@ -263,6 +263,21 @@ def fold_email(email: str | None) -> str | None:
     return composed(email.strip()).lower() if email and email.strip() else None
 
 
+def whole_address(address: str) -> re.Pattern[str]:
+    """``address`` where it stands as a whole address in a text, in any case: not as the
+    end of a longer one (``anna@beispiel.de`` is not in ``hanna@beispiel.de``) nor as the
+    start of one (``…@beispiel.de.vu``)."""
+    return re.compile(
+        rf"(?<![\w.!#$%&'*+/=?^`{{|}}~-]){re.escape(address)}(?![\w-]|\.\w)", re.IGNORECASE
+    )
+
+
+def whole_words(text: str) -> re.Pattern[str]:
+    """``text`` where it stands as whole words, in any case (``Anna Alt`` is not in
+    ``Johanna Altmann``)."""
+    return re.compile(rf"(?<!\w){re.escape(text)}(?!\w)", re.IGNORECASE)
+
+
 def slug(text: str) -> str:
     return "-".join(tokens(transliterate(text)))
 

@@ -267,9 +267,11 @@ def test_notes_that_mention_the_address_or_the_full_name_are_listed_for_review(
     unit = make_premises(
         owner_id=landlord["id"], notes=f"{first.lower()} {last.lower()} will besichtigen"
     )
-    # Only the last name, and another person's notes about someone else: not listed.
+    # Only the last name, another person's address or name that holds theirs, and notes
+    # about someone else: not listed.
     make_person(last_name=f"Kollege{tag}", notes=f"Vertritt Frau {last} im Urlaub")
     make_org(name=f"Anderer {tag}", notes="Ruft montags an")
+    make_org(name=f"Dritter {tag}", notes=f"Kontakt: h{address}, Jo{first.lower()} {last}mann")
 
     def noted(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
         return [(entry["entity"], entry["id"]) for entry in entries]

@@ -194,6 +194,19 @@ def test_across_companies_an_email_tells_a_person_and_a_name_alone_does_not(
     assert [len(org["people"]) for org in orgs.values()] == [3, 3]
 
 
+def _imported_twice(
+    client: FlaskClient, headers: dict[str, str], content: str, tag: str
+) -> dict[str, Any]:
+    """Import a file, then again: the second import creates, changes and links nothing, and
+    the tag's organisations and people are as the first left them. The first's result."""
+    done = _imported(client, headers, content)
+    first = _register(client, headers, tag)
+    again = _imported(client, headers, content)
+    assert [again[key] for key in ("created_count", "updated_count", *PEOPLE_COUNTS)] == [0] * 4
+    assert _register(client, headers, tag) == first
+    return done
+
+
 def test_companies_sharing_a_mailbox_are_found_again_as_the_first_import_wrote_them(
     contacts_client: FlaskClient, coordinator: dict[str, str]
 ) -> None:
@@ -229,13 +242,24 @@ def test_a_contact_named_by_the_last_name_alone_is_found_once_a_row_gave_the_fir
         f"Werft {tag};;;Brandt;;{tag}\n"
         f"Werft {tag};Am Strom 3;Bert;Brandt;b-{tag}@werft.example;{tag}\n"
     )
-    done = _imported(contacts_client, coordinator, content)
+    done = _imported_twice(contacts_client, coordinator, content, tag)
     assert [done[key] for key in PEOPLE_COUNTS] == [1, 1]
-    first = _register(contacts_client, coordinator, tag)
 
-    again = _imported(contacts_client, coordinator, content)
-    assert [again[key] for key in ("created_count", "updated_count", *PEOPLE_COUNTS)] == [0] * 4
-    assert _register(contacts_client, coordinator, tag) == first
+
+def test_a_contact_with_a_first_name_is_not_a_namesake_without_one(
+    contacts_client: FlaskClient, coordinator: dict[str, str]
+) -> None:
+    """Bert Brandt, without an email, is not the Brandt of the company's mailbox, whom a
+    row of another company names Clara: two people, and again none added."""
+    tag = f"imp{suffix()}"
+    content = (
+        "name;street;first_name;last_name;email;tags\n"
+        f"Werft {tag};Am Strom 3;;Brandt;info-{tag}@werft.example;{tag}\n"
+        f"Werft {tag};Am Strom 3;Bert;Brandt;;{tag}\n"
+        f"Café {tag};Am Strom 3;Clara;Brandt;info-{tag}@werft.example;{tag}\n"
+    )
+    done = _imported_twice(contacts_client, coordinator, content, tag)
+    assert [done[key] for key in PEOPLE_COUNTS] == [2, 1]
 
 
 def test_rows_of_our_export_are_no_repeats_of_each_other(

@@ -17,7 +17,6 @@ organisation (see _plan_people); the preview plans the people as the commit does
 from __future__ import annotations
 
 import os
-import re
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Mapping
@@ -67,6 +66,7 @@ from ..normalise import (
     match_phone,
     slug,
     strip_accents,
+    whole_address,
 )
 from . import organisations, people
 from .history import get_or_404, lock_or_404
@@ -1035,8 +1035,9 @@ def _plan_people(rows: list[_PersonRow], register: list[_Person]) -> dict[int, _
     there already. In line order, as the commit writes them, so that a row finds the person
     of an earlier one as it finds one of the register.
 
-    At the row's organisation: the same email and last name, or without an email a name
-    that may be theirs, is the person there (see _there_already). Elsewhere only an
+    At the row's organisation: the same email and last name, or without an email the same
+    name (the last name, for a row naming it alone), is the person there (see
+    _there_already). Elsewhere only an
     email tells a person (a name alone does not: two Thomas Schmidt at two companies are
     two people): the oldest live person with the row's email whose name may be the row's
     (see _may_be). The first row's values stay; a later one fills an empty first name."""
@@ -1069,12 +1070,16 @@ def _plan_people(rows: list[_PersonRow], register: list[_Person]) -> dict[int, _
 
 def _there_already(person: _Person, row: _PersonRow) -> bool:
     """Whether the person at the row's organisation is the row's: the same email and last
-    name, or, for a row without an email, a name that may be theirs (see _may_be): a row
-    naming ``Brandt`` alone finds Bert Brandt there, also once a later row of the file gave
-    them the first name, so that the file imported again adds no one."""
+    name; for a row without an email, the same first and last name, or for one naming the
+    last name alone, the same last name (folded): ``Brandt`` is Bert Brandt there, also once
+    a later row of the file gave him his first name, so that the file imported again adds no
+    one. A row naming Bert Brandt is not a Brandt there without a first name, who may be
+    someone else of the family (Clara, in another row)."""
     if row.email:
         return person.email == row.email and person.last_name == row.last_name
-    return _may_be(person, row)
+    if not row.first_name:
+        return match_person_name(person.last_name) == match_person_name(row.last_name)
+    return person.first_name == row.first_name and person.last_name == row.last_name
 
 
 def _may_be(person: _Person, row: _PersonRow) -> bool:
@@ -1323,9 +1328,7 @@ def holding(session: Session, address: str) -> list[uuid.UUID]:
     a whole address (``anna@beispiel.de`` is not in ``hanna@beispiel.de``); their checked
     rows and error reports come from the file. One file at a time: each may be as large
     as a request may be."""
-    pattern = re.compile(
-        rf"(?<![\w.!#$%&'*+/=?^`{{|}}~-]){re.escape(address)}(?![\w-]|\.\w)", re.IGNORECASE
-    )
+    pattern = whole_address(address)
     found = []
     for import_id in session.scalars(select(Import.id).order_by(Import.id)).all():
         content = session.scalar(select(Import.content).where(Import.id == import_id))

@@ -28,7 +28,7 @@ from shared.erasure import ADDRESS_ERASED
 from shared.events import record_event
 
 from ..models import Change, Import, Organisation, OutboxEvent, Person, Premises, Suppression
-from ..normalise import composed
+from ..normalise import composed, whole_address, whole_words
 from . import imports, organisations, people, premises, suppressions
 from .history import history, record_change
 
@@ -111,7 +111,7 @@ def export(session: Session, email: str) -> DataExport:
                 .order_by(Import.created_at, Import.id)
             )
         ),
-        mentions=mentions(session, [address, *_full_names(found)], besides=[p.id for p in found]),
+        mentions=mentions(session, address, _full_names(found), besides=[p.id for p in found]),
         suppression=suppressions.find(session, digest),
     )
 
@@ -135,7 +135,7 @@ def erase(session: Session, email: str, *, actor: str) -> Erasure:
     erased = [person for person in locked if person.email == address]
     roles = sum(len(person.roles) for person in erased)
     to_review = mentions(
-        session, [address, *_full_names(erased)], besides=[person.id for person in erased]
+        session, address, _full_names(erased), besides=[person.id for person in erased]
     )
     entries, events = _forget_people(session, erased)
     for person in erased:
@@ -174,11 +174,16 @@ _NOTED: tuple[tuple[str, Any, Any], ...] = (
 
 
 def mentions(
-    session: Session, needles: Iterable[str], *, besides: Collection[uuid.UUID] = ()
+    session: Session, address: str, names: Iterable[str], *, besides: Collection[uuid.UUID] = ()
 ) -> list[Mention]:
-    """The records (other than ``besides``) whose notes contain one of ``needles``, in any
-    case and composition (a whole read of the tables: requests about a person are rare)."""
-    folded = sorted({composed(needle).lower() for needle in needles if needle.strip()})
+    """The records (other than ``besides``) whose notes hold ``address`` as a whole address
+    or one of ``names`` as whole words, in any case and composition (a whole read of the
+    tables: requests about a person are rare). The database finds the notes that contain
+    one of them; of those, the ones where it stands inside a longer address or word
+    (``hanna@…``, ``Johanna Altmann``) are left out."""
+    needles = [address, *(name for name in names if name.strip())]
+    patterns = [whole_address(address), *(whole_words(composed(name)) for name in needles[1:])]
+    folded = sorted({composed(needle).lower() for needle in needles})
     found: list[Mention] = []
     for entity, model, label in _NOTED:
         notes = func.lower(func.normalize(model.notes, literal_column("NFC")))
@@ -188,7 +193,11 @@ def mentions(
             .where(model.id.not_in(list(besides)))
             .order_by(model.id)
         )
-        found += [Mention(entity, id_, name, text_) for id_, name, text_ in rows]
+        found += [
+            Mention(entity, id_, name, text_)
+            for id_, name, text_ in rows
+            if any(pattern.search(composed(text_)) for pattern in patterns)
+        ]
     return found
 
 

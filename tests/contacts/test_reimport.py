@@ -262,6 +262,29 @@ def test_a_contact_with_a_first_name_is_not_a_namesake_without_one(
     assert [done[key] for key in PEOPLE_COUNTS] == [2, 1]
 
 
+def test_a_company_at_a_second_address_does_not_take_another_company_by_their_mailbox(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """The bakery and the shipyard share a mailbox. A file gives the bakery a new email,
+    and names it at a second address with the old mailbox: imported again, that row finds
+    only the shipyard by the mailbox, and is the bakery of the row before it, not a new
+    name for the shipyard."""
+    tag = f"imp{suffix()}"
+    old, new = f"info-{tag}@hafen.example", f"post-{tag}@hafen.example"
+    at = {"street": "Werftstraße", "house_number": "1", "email": old, "tags": [tag]}
+    make_org(name=f"Bäckerei Müller {tag}", **at)
+    shipyard = make_org(name=f"Werft Nord {tag}", **at)
+    content = (
+        "name;street;email;tags\n"
+        f"Bäckerei Müller {tag};Werftstraße 1;{new};{tag}\n"
+        f"Bäckerei Müller {tag};Am Strom 3;{old};{tag}\n"
+    )
+    done = _imported_twice(contacts_client, coordinator, content, tag)
+    assert (done["updated_count"], done["skipped_count"]) == (1, 1)
+    kept = _read(contacts_client, coordinator, shipyard)
+    assert (kept["name"], kept["street"], kept["email"]) == (shipyard["name"], "Werftstraße", old)
+
+
 def test_rows_of_our_export_are_no_repeats_of_each_other(
     contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
 ) -> None:

@@ -478,7 +478,12 @@ _REFUSALS = {
 # does not take one that another row finds by its name (or id): it is another company
 # with that mailbox, and is created: were it to rename the organisation, the other row
 # would not find it in the file imported again; were it to repeat the other row, which
-# writes its own email, it would not find it itself. joins_id is the organisation of the
+# writes its own email, it would not find it itself. Nor does such a row take it when an
+# earlier row of the file has the row's name: it is that row's company at another address
+# (a bakery's second shop with the mailbox it shares with the shipyard, which the file
+# gives the bakery anew), and repeats it; taking the organisation would rename the
+# shipyard once the earlier row has given the bakery its new email. joins_id is the
+# organisation of the
 # register a row's person joins: the row's match, also for a repeat of the row that
 # changes it; a repeat of an earlier row's name and address or email joins that row's.
 _PLAN = f"""
@@ -496,23 +501,31 @@ WITH staged AS MATERIALIZED (
             line > min(line) OVER (PARTITION BY match_name, match_address)
             OR (NOT person AND email IS NOT NULL
                 AND line > min(line) FILTER (WHERE NOT person) OVER (PARTITION BY email))
-        ) AS same_key
+        ) AS same_key,
+        line > min(line) OVER (PARTITION BY match_name) AS name_before
     FROM staged
+), named_again AS (
+    SELECT keyed.*, NOT same_key AND NOT person AND named IS FALSE AND name_before AS same_name
+    FROM keyed JOIN staged USING (line)
 ), matched AS (
-    SELECT line, match_id, same_key, by_id, named,
-        bool_or(named) OVER by_match AS any_named,
-        min(line) FILTER (WHERE NOT same_key AND named) OVER by_match AS first_named,
-        min(line) FILTER (WHERE NOT same_key) OVER by_match AS first
-    FROM keyed
+    SELECT line, match_id, same_key, same_name, by_id, named,
+        bool_or(named) FILTER (WHERE NOT same_name) OVER by_match AS any_named,
+        min(line) FILTER (WHERE NOT same_key AND NOT same_name AND named) OVER by_match
+            AS first_named,
+        min(line) FILTER (WHERE NOT same_key AND NOT same_name) OVER by_match AS first
+    FROM named_again
     WINDOW by_match AS (PARTITION BY match_id)
 ), placed AS (
-    SELECT line, same_key, CASE WHEN named OR NOT any_named THEN match_id END AS match_id,
-        NOT same_key AND NOT by_id AND match_id IS NOT NULL AND (named OR NOT any_named)
+    SELECT line, same_key, same_name,
+        CASE WHEN named OR NOT any_named THEN match_id END AS match_id,
+        NOT same_key AND NOT same_name AND NOT by_id AND match_id IS NOT NULL
+            AND (named OR NOT any_named)
             AND line > CASE WHEN any_named THEN first_named ELSE first END AS same_match
     FROM matched
 )
-SELECT line, CASE WHEN NOT (same_key OR same_match) THEN match_id END AS match_id,
-    same_key OR same_match AS repeated, CASE WHEN NOT same_key THEN match_id END AS joins_id
+SELECT line, CASE WHEN NOT (same_key OR same_name OR same_match) THEN match_id END AS match_id,
+    same_key OR same_name OR same_match AS repeated,
+    CASE WHEN NOT (same_key OR same_name) THEN match_id END AS joins_id
 FROM placed
 """  # noqa: S608 (built from constants)
 
@@ -797,13 +810,17 @@ _ORGANISATION_COLUMNS = (
     "tags",
     "notes",
 )
+# The new organisations are created in the file's order, a microsecond apart: where a match
+# takes the oldest of several (sharing a mailbox, or a name and address), it is the one of
+# the earlier row, the same on every import, rather than whichever random id sorts first.
+_CREATED = "CAST(:now AS timestamptz) + s.line * interval '1 microsecond'"
 _INSERT_ORGANISATIONS = f"""
 INSERT INTO organisations (
     id, {", ".join(_ORGANISATION_COLUMNS)}, district_id, archived, version, created_at,
     updated_at, search_text, search_vector, name_vector, match_name, match_address, match_phone
 )
 SELECT p.new_id, {", ".join(_SNAPSHOT_SQL[c] for c in _ORGANISATION_COLUMNS)},
-    (SELECT d.id FROM districts d WHERE d.name = s.district), false, 1, :now, :now,
+    (SELECT d.id FROM districts d WHERE d.name = s.district), false, 1, {_CREATED}, {_CREATED},
     s.search_text, s.search_vector, s.name_vector, s.match_name, s.match_address, s.match_phone
 {_NEW_ROWS}
 ORDER BY s.line

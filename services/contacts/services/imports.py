@@ -493,7 +493,7 @@ WITH staged AS MATERIALIZED (
     FROM import_rows s
     WHERE s.import_id = :import_id
 ), keyed AS (
-    SELECT line, match_id, (match_id = record_id) IS TRUE AS by_id,
+    SELECT line, match_id, person, (match_id = record_id) IS TRUE AS by_id,
         CASE WHEN match_id IS NOT NULL THEN (match_id = record_id) IS TRUE OR (
             SELECT o.match_name = staged.match_name FROM organisations o WHERE o.id = match_id
         ) END AS named,
@@ -505,8 +505,8 @@ WITH staged AS MATERIALIZED (
         line > min(line) OVER (PARTITION BY match_name) AS name_before
     FROM staged
 ), named_again AS (
-    SELECT keyed.*, NOT same_key AND NOT person AND named IS FALSE AND name_before AS same_name
-    FROM keyed JOIN staged USING (line)
+    SELECT *, NOT same_key AND NOT person AND named IS FALSE AND name_before AS same_name
+    FROM keyed
 ), matched AS (
     SELECT line, match_id, same_key, same_name, by_id, named,
         bool_or(named) FILTER (WHERE NOT same_name) OVER by_match AS any_named,

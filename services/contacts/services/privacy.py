@@ -181,9 +181,9 @@ def mentions(
     tables: requests about a person are rare). The database finds the notes that contain
     one of them; of those, the ones where it stands inside a longer address or word
     (``hanna@…``, ``Johanna Altmann``) are left out."""
-    needles = [address, *(name for name in names if name.strip())]
-    patterns = [whole_address(address), *(whole_words(composed(name)) for name in needles[1:])]
-    folded = sorted({composed(needle).lower() for needle in needles})
+    names = [composed(name) for name in names]
+    patterns = [whole_address(address), *map(whole_words, names)]
+    folded = sorted({needle.lower() for needle in (address, *names)})
     found: list[Mention] = []
     for entity, model, label in _NOTED:
         notes = func.lower(func.normalize(model.notes, literal_column("NFC")))

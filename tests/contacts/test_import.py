@@ -984,24 +984,12 @@ def test_the_same_import_committed_twice_at_once_is_written_once(
 
 
 def test_a_file_cannot_make_an_owner_of_premises_a_business(
-    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Any
+    contacts_client: FlaskClient, coordinator: dict[str, str], landlord: dict[str, Any]
 ) -> None:
-    tag = f"imp{suffix()}"
-    landlord = make_org(name=f"Vermietung {tag}", kind="landlord")
-    premises = contacts_client.post(
-        "/api/v1/premises",
-        json={
-            "street": "Kolumbusring",
-            "floor_area": 50,
-            "use": "retail",
-            "owner_id": landlord["id"],
-        },
-        headers=coordinator,
-    )
-    assert premises.status_code == 201
+    tag = landlord["tags"][0]
     content = (
         "id;name;kind;tags\n"
-        f"{landlord['id']};Vermietung {tag};business;{tag}\n"
+        f"{landlord['id']};{landlord['name']};business;{tag}\n"
         f";Neu {tag};business;{tag}\n"
     )
     body = _upload(contacts_client, coordinator, content.encode()).get_json()
@@ -1010,6 +998,109 @@ def test_a_file_cannot_make_an_owner_of_premises_a_business(
     _commit(contacts_client, coordinator, body["id"])
     now = contacts_client.get(f"/api/v1/organisations/{landlord['id']}", headers=coordinator)
     assert now.get_json()["kind"] == "landlord"
+
+
+@pytest.fixture
+def landlord(make_org: Any, make_premises: Any) -> dict[str, Any]:
+    """A landlord owning premises, at Kolumbusring 1 with info@ (its tag is the file's)."""
+    tag = f"imp{suffix()}"
+    landlord = make_org(
+        name=f"Vermietung {tag}",
+        kind="landlord",
+        street="Kolumbusring",
+        house_number="1",
+        email=f"info@{tag}.example",
+        tags=[tag],
+    )
+    make_premises(owner_id=landlord["id"])
+    return dict(landlord)
+
+
+def test_a_row_the_file_makes_a_new_business_is_not_refused_for_an_owner_it_shares_a_mailbox_with(
+    contacts_client: FlaskClient, coordinator: dict[str, str], landlord: dict[str, Any]
+) -> None:
+    """The file gives the landlord a mailbox of its own, and the bakery the one it shared
+    with the landlord: the bakery is a new business, not the landlord made one."""
+    tag = landlord["tags"][0]
+    content = (
+        "name;street;email;kind;tags\n"
+        f"Vermietung {tag};Kolumbusring 1;post@{tag}.example;landlord;{tag}\n"
+        f"Bäckerei {tag};Am Strom 3;info@{tag}.example;business;{tag}\n"
+    )
+    body = _upload(contacts_client, coordinator, content.encode()).get_json()
+    assert (body["errors"], body["valid_rows"], body["created_count"]) == ([], 2, 1)
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert (done["status"], done["created_count"]) == ("committed", 1)
+    kinds = {o["name"]: o["kind"] for o in _tagged(contacts_client, coordinator, tag)}
+    assert kinds == {landlord["name"]: "landlord", f"Bäckerei {tag}": "business"}
+
+
+def test_a_row_the_file_makes_a_new_organisation_is_refused_a_retired_district(
+    contacts_client: FlaskClient, coordinator: dict[str, str], admin: dict[str, str], make_org: Any
+) -> None:
+    """The file gives the shipyard a mailbox of its own, and the bakery the one it shared
+    with the shipyard: the new bakery would be given the retired district the shipyard
+    keeps."""
+    tag = f"imp{suffix()}"
+    district = contacts_client.post(
+        "/api/v1/districts", json={"name": f"Altquartier {tag}"}, headers=admin
+    ).get_json()
+    make_org(
+        name=f"Werft {tag}",
+        street="Werftstraße",
+        house_number="1",
+        district=district["name"],
+        email=f"info@{tag}.example",
+    )
+    retired = contacts_client.patch(
+        f"/api/v1/districts/{district['id']}", json={"active": False}, headers=admin
+    )
+    assert retired.status_code == 200
+    content = (
+        "name;street;email;district;tags\n"
+        f"Werft {tag};Werftstr. 1;post@{tag}.example;;{tag}\n"
+        f"Bäckerei {tag};Am Strom 3;info@{tag}.example;Altquartier {tag};{tag}\n"
+    )
+    body = _upload(contacts_client, coordinator, content.encode()).get_json()
+    assert [(e["line"], list(e["errors"])) for e in body["errors"]] == [(3, ["district"])]
+    assert "retired" in body["errors"][0]["errors"]["district"][0]
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert (done["status"], done["created_count"]) == ("committed", 0)
+    assert [o["name"] for o in _tagged(contacts_client, coordinator, tag)] == [f"Werft {tag}"]
+
+
+def test_a_row_another_refusal_leaves_to_rename_an_owner_is_refused_too(
+    contacts_client: FlaskClient,
+    coordinator: dict[str, str],
+    admin: dict[str, str],
+    landlord: dict[str, Any],
+) -> None:
+    """The row naming the landlord is refused (a retired district): without it, the
+    bakery's row finds the landlord by the mailbox alone, and would make it a business."""
+    tag = landlord["tags"][0]
+    district = contacts_client.post(
+        "/api/v1/districts", json={"name": f"Altquartier {tag}"}, headers=admin
+    ).get_json()
+    retired = contacts_client.patch(
+        f"/api/v1/districts/{district['id']}", json={"active": False}, headers=admin
+    )
+    assert retired.status_code == 200
+    content = (
+        "name;street;email;kind;district;tags\n"
+        f"Vermietung {tag};Kolumbusring 1;post@{tag}.example;landlord;Altquartier {tag};{tag}\n"
+        f"Bäckerei {tag};Am Strom 3;info@{tag}.example;business;;{tag}\n"
+    )
+    body = _upload(contacts_client, coordinator, content.encode()).get_json()
+    assert [(e["line"], list(e["errors"])) for e in body["errors"]] == [
+        (2, ["district"]),
+        (3, ["kind"]),
+    ]
+    assert "owns premises" in body["errors"][1]["errors"]["kind"][0]
+    assert (body["valid_rows"], body["created_count"], body["updated_count"]) == (0, 0, 0)
+    done = _commit(contacts_client, coordinator, body["id"]).get_json()
+    assert (done["status"], done["created_count"], done["updated_count"]) == ("committed", 0, 0)
+    now = contacts_client.get(f"/api/v1/organisations/{landlord['id']}", headers=coordinator)
+    assert (now.get_json()["name"], now.get_json()["kind"]) == (f"Vermietung {tag}", "landlord")
 
 
 def test_an_import_task_stopped_by_a_database_error_is_failed(

@@ -375,23 +375,27 @@ def _normalised(values: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any
 
 def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[str, Any]]:
     """The staged rows a single edit would refuse (see _REFUSED), taken out of import_rows;
-    their errors."""
+    their errors. A refused row leaves the plan of the others (a row it repeated may change
+    an organisation now), so they are checked again, until no more is refused."""
     found: dict[int, dict[str, list[str]]] = {}
     params = {"import_id": import_id, "owner_kinds": list(OWNER_KINDS)}
-    for line, field, name in session.execute(text(_REFUSED), params):
-        message = _REFUSALS[field].format(name=name)
-        found.setdefault(line, {}).setdefault(field, []).append(message)
-    if not found:
-        return []
-    session.execute(
-        delete(ImportRow)
-        .where(ImportRow.import_id == import_id, ImportRow.line.in_(found))
-        .execution_options(synchronize_session=False)
-    )
+    while True:
+        refused: dict[int, dict[str, list[str]]] = {}
+        for line, field, name in session.execute(text(_REFUSED), params):
+            message = _REFUSALS[field].format(name=name)
+            refused.setdefault(line, {}).setdefault(field, []).append(message)
+        if not refused:
+            break
+        session.execute(
+            delete(ImportRow)
+            .where(ImportRow.import_id == import_id, ImportRow.line.in_(refused))
+            .execution_options(synchronize_session=False)
+        )
+        found.update(refused)
     cells = dict(table.rows)
     return [
         {"line": line, "errors": errors, "values": raw_row(table.headers, cells[line])}
-        for line, errors in found.items()
+        for line, errors in sorted(found.items())
     ]
 
 
@@ -422,37 +426,6 @@ COALESCE(
        AND o.archived IS false ORDER BY o.created_at, o.id LIMIT 1),
     CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also=_SAME_NAME)} END
 )
-"""  # noqa: S608 (built from constants)
-# Staged rows a single edit would refuse: a retired district or need given to an
-# organisation that does not have it (a new one, or a matched one without it: a retired
-# entry is kept where it is, not given anew, see vocab.district_by_name), a kind that
-# cannot own premises for a matched organisation that owns some (see
-# organisations.check_owner_kind), and an address erased on request (the person's or the
-# organisation's: a row has one email; see suppressions.py).
-_REFUSED = f"""
-WITH staged AS MATERIALIZED (
-    SELECT s.line, s.kind, s.district, s.needs, s.email, {_MATCH} AS match_id
-    FROM import_rows s WHERE s.import_id = :import_id
-)
-SELECT s.line, 'district' AS field, s.district AS name
-FROM staged s JOIN districts d ON d.name = s.district AND NOT d.active
-WHERE NOT EXISTS (
-    SELECT 1 FROM organisations o WHERE o.id = s.match_id AND o.district_id = d.id
-)
-UNION ALL
-SELECT s.line, 'needs', n.label
-FROM staged s, unnest(s.needs) AS k(key) JOIN needs n ON n.key = k.key AND NOT n.active
-WHERE NOT EXISTS (
-    SELECT 1 FROM organisation_needs x
-    WHERE x.organisation_id = s.match_id AND x.need_key = n.key
-)
-UNION ALL
-SELECT s.line, 'kind', o.name
-FROM staged s JOIN organisations o ON o.id = s.match_id
-WHERE s.kind <> o.kind AND NOT s.kind = ANY(CAST(:owner_kinds AS text[]))
-    AND EXISTS (SELECT 1 FROM premises p WHERE p.owner_id = o.id)
-UNION ALL
-SELECT s.line, 'email', NULL FROM staged s WHERE s.email IS NOT NULL AND {SQL_SUPPRESSED}
 """  # noqa: S608 (built from constants)
 _RETIRED = "{name!r} is retired: kept where it is, not given anew."
 _REFUSALS = {
@@ -527,6 +500,39 @@ SELECT line, CASE WHEN NOT (same_key OR same_name OR same_match) THEN match_id E
     same_key OR same_name OR same_match AS repeated,
     CASE WHEN NOT (same_key OR same_name) THEN match_id END AS joins_id
 FROM placed
+"""  # noqa: S608 (built from constants)
+
+
+# Staged rows a single edit would refuse, as the plan writes them (a row repeating another
+# writes no organisation): a retired district or need given to an organisation that does not
+# have it (a new one, or a matched one without it: a retired entry is kept where it is, not
+# given anew, see vocab.district_by_name), a kind that cannot own premises for a matched
+# organisation that owns some (see organisations.check_owner_kind), and an address erased on
+# request (the person's or the organisation's: a row has one email; see suppressions.py).
+_REFUSED = f"""
+WITH staged AS MATERIALIZED (
+    SELECT s.line, s.kind, s.district, s.needs, s.email, plan.match_id, plan.repeated
+    FROM ({_PLAN}) AS plan JOIN import_rows s ON s.import_id = :import_id AND s.line = plan.line
+)
+SELECT s.line, 'district' AS field, s.district AS name
+FROM staged s JOIN districts d ON d.name = s.district AND NOT d.active
+WHERE NOT s.repeated AND NOT EXISTS (
+    SELECT 1 FROM organisations o WHERE o.id = s.match_id AND o.district_id = d.id
+)
+UNION ALL
+SELECT s.line, 'needs', n.label
+FROM staged s, unnest(s.needs) AS k(key) JOIN needs n ON n.key = k.key AND NOT n.active
+WHERE NOT s.repeated AND NOT EXISTS (
+    SELECT 1 FROM organisation_needs x
+    WHERE x.organisation_id = s.match_id AND x.need_key = n.key
+)
+UNION ALL
+SELECT s.line, 'kind', o.name
+FROM staged s JOIN organisations o ON o.id = s.match_id
+WHERE s.kind <> o.kind AND NOT s.kind = ANY(CAST(:owner_kinds AS text[]))
+    AND EXISTS (SELECT 1 FROM premises p WHERE p.owner_id = o.id)
+UNION ALL
+SELECT s.line, 'email', NULL FROM staged s WHERE s.email IS NOT NULL AND {SQL_SUPPRESSED}
 """  # noqa: S608 (built from constants)
 
 

@@ -63,6 +63,19 @@ def _tagged(client: FlaskClient, headers: dict[str, str], tag: str) -> list[dict
     return list(body["items"])
 
 
+def _district(client: FlaskClient, admin: dict[str, str], name: str) -> dict[str, Any]:
+    response = client.post("/api/v1/districts", json={"name": name}, headers=admin)
+    assert response.status_code == 201
+    return dict(response.get_json())
+
+
+def _retire(client: FlaskClient, admin: dict[str, str], district: dict[str, Any]) -> None:
+    response = client.patch(
+        f"/api/v1/districts/{district['id']}", json={"active": False}, headers=admin
+    )
+    assert response.status_code == 200
+
+
 def _outlook(*rows: str) -> bytes:
     """A German Outlook export of these rows, as Outlook writes it (BOM, CRLF)."""
     return ("\r\n".join([OUTLOOK_DE, *rows]) + "\r\n").encode("utf-8-sig")
@@ -867,9 +880,7 @@ def test_a_district_renamed_between_preview_and_commit_is_checked_again(
     contacts_client: FlaskClient, coordinator: dict[str, str], admin: dict[str, str]
 ) -> None:
     tag = f"imp{suffix()}"
-    district = contacts_client.post(
-        "/api/v1/districts", json={"name": f"Werftquartier {tag}"}, headers=admin
-    ).get_json()
+    district = _district(contacts_client, admin, f"Werftquartier {tag}")
     content = (
         f"name;district;tags\nEins {tag};Werftquartier {tag};{tag}\nZwei {tag};Schmarl;{tag}\n"
     ).encode()
@@ -903,15 +914,10 @@ def test_a_retired_district_is_kept_where_it_is_but_not_given_by_a_file(
     make_org: Any,
 ) -> None:
     tag = f"imp{suffix()}"
-    district = contacts_client.post(
-        "/api/v1/districts", json={"name": f"Altquartier {tag}"}, headers=admin
-    ).get_json()
+    district = _district(contacts_client, admin, f"Altquartier {tag}")
     kept = make_org(name=f"Bleibt {tag}", district=district["name"], email=f"b@{tag}.example")
     other = make_org(name=f"Anders {tag}", district="Schmarl", email=f"a@{tag}.example")
-    retired = contacts_client.patch(
-        f"/api/v1/districts/{district['id']}", json={"active": False}, headers=admin
-    )
-    assert retired.status_code == 200
+    _retire(contacts_client, admin, district)
     content = (
         "name;email;district;tags\n"
         f"Bleibt {tag};b@{tag}.example;Altquartier {tag};{tag}\n"
@@ -1042,9 +1048,7 @@ def test_a_row_the_file_makes_a_new_organisation_is_refused_a_retired_district(
     with the shipyard: the new bakery would be given the retired district the shipyard
     keeps."""
     tag = f"imp{suffix()}"
-    district = contacts_client.post(
-        "/api/v1/districts", json={"name": f"Altquartier {tag}"}, headers=admin
-    ).get_json()
+    district = _district(contacts_client, admin, f"Altquartier {tag}")
     make_org(
         name=f"Werft {tag}",
         street="Werftstraße",
@@ -1052,10 +1056,7 @@ def test_a_row_the_file_makes_a_new_organisation_is_refused_a_retired_district(
         district=district["name"],
         email=f"info@{tag}.example",
     )
-    retired = contacts_client.patch(
-        f"/api/v1/districts/{district['id']}", json={"active": False}, headers=admin
-    )
-    assert retired.status_code == 200
+    _retire(contacts_client, admin, district)
     content = (
         "name;street;email;district;tags\n"
         f"Werft {tag};Werftstr. 1;post@{tag}.example;;{tag}\n"
@@ -1078,13 +1079,8 @@ def test_a_row_another_refusal_leaves_to_rename_an_owner_is_refused_too(
     """The row naming the landlord is refused (a retired district): without it, the
     bakery's row finds the landlord by the mailbox alone, and would make it a business."""
     tag = landlord["tags"][0]
-    district = contacts_client.post(
-        "/api/v1/districts", json={"name": f"Altquartier {tag}"}, headers=admin
-    ).get_json()
-    retired = contacts_client.patch(
-        f"/api/v1/districts/{district['id']}", json={"active": False}, headers=admin
-    )
-    assert retired.status_code == 200
+    district = _district(contacts_client, admin, f"Altquartier {tag}")
+    _retire(contacts_client, admin, district)
     content = (
         "name;street;email;kind;district;tags\n"
         f"Vermietung {tag};Kolumbusring 1;post@{tag}.example;landlord;Altquartier {tag};{tag}\n"
@@ -1134,9 +1130,7 @@ def test_a_district_retired_between_preview_and_commit_is_not_given(
     make_org: Any,
 ) -> None:
     tag = f"imp{suffix()}"
-    district = contacts_client.post(
-        "/api/v1/districts", json={"name": f"Neuquartier {tag}"}, headers=admin
-    ).get_json()
+    district = _district(contacts_client, admin, f"Neuquartier {tag}")
     other = make_org(name=f"Anders {tag}", district="Schmarl", email=f"a@{tag}.example")
     content = (
         "name;email;district;tags\n"
@@ -1146,9 +1140,7 @@ def test_a_district_retired_between_preview_and_commit_is_not_given(
     ).encode()
     body = _upload(contacts_client, coordinator, content).get_json()
     assert body["valid_rows"] == 3
-    contacts_client.patch(
-        f"/api/v1/districts/{district['id']}", json={"active": False}, headers=admin
-    )
+    _retire(contacts_client, admin, district)
     done = _commit(contacts_client, coordinator, body["id"]).get_json()
     assert (done["status"], done["created_count"]) == ("committed", 1)
     assert [(e["line"], list(e["errors"])) for e in done["errors"]] == [

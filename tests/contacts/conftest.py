@@ -66,6 +66,18 @@ make_premises = _maker(
 )
 
 
+def new_district(client: FlaskClient, admin: dict[str, str], name: str) -> dict[str, Any]:
+    created = client.post("/api/v1/districts", json={"name": name}, headers=admin)
+    assert created.status_code == 201, created.get_json()
+    return dict(created.get_json())
+
+
+def new_need(client: FlaskClient, admin: dict[str, str], label: str) -> dict[str, Any]:
+    created = client.post("/api/v1/needs", json={"label": label}, headers=admin)
+    assert created.status_code == 201, created.get_json()
+    return dict(created.get_json())
+
+
 def role(organisation: dict[str, Any], name: str) -> dict[str, str]:
     """A role to give in a person's ``roles``."""
     return {"organisation_id": organisation["id"], "role": name}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from .conftest import Maker, suffix
+from .conftest import Maker, new_district, new_need, suffix
 
 ORGS = "/api/v1/organisations"
 PREMISES = "/api/v1/premises"
@@ -20,18 +20,6 @@ def _errors(response: Any) -> dict[str, list[str]]:
     assert response.status_code == 422, response.get_json()
     assert response.mimetype == "application/problem+json"
     return dict(response.get_json()["errors"])
-
-
-def _district(client: FlaskClient, admin: dict[str, str], name: str) -> dict[str, Any]:
-    created = client.post("/api/v1/districts", json={"name": name}, headers=admin)
-    assert created.status_code == 201, created.get_json()
-    return dict(created.get_json())
-
-
-def _need(client: FlaskClient, admin: dict[str, str], label: str) -> dict[str, Any]:
-    created = client.post("/api/v1/needs", json={"label": label}, headers=admin)
-    assert created.status_code == 201, created.get_json()
-    return dict(created.get_json())
 
 
 def _premises(
@@ -50,9 +38,9 @@ def test_a_retired_district_or_need_is_kept_but_not_given_anew(
     admin: dict[str, str],
     make_org: Maker,
 ) -> None:
-    district = _district(contacts_client, admin, f"Altes Viertel {suffix()}")
-    need = _need(contacts_client, admin, f"Telefonbuch {suffix()}")
-    active = _need(contacts_client, admin, f"Glasfaser {suffix()}")
+    district = new_district(contacts_client, admin, f"Altes Viertel {suffix()}")
+    need = new_need(contacts_client, admin, f"Telefonbuch {suffix()}")
+    active = new_need(contacts_client, admin, f"Glasfaser {suffix()}")
     holder = make_org(district=district["name"], needs=[need["key"]])
     other = make_org()
     merged = make_org(district=district["name"], needs=[need["key"]])
@@ -262,8 +250,8 @@ def test_district_and_need_filters_take_names_as_typed_and_refuse_unknown_ones(
     make_org: Maker,
 ) -> None:
     token = suffix()
-    district = _district(contacts_client, admin, f"Groß Käthen {token}")
-    need = _need(contacts_client, admin, f"Übergabe {token}")
+    district = new_district(contacts_client, admin, f"Groß Käthen {token}")
+    need = new_need(contacts_client, admin, f"Übergabe {token}")
     tag = f"t{token}"
     found = make_org(district=district["name"], needs=[need["key"]], tags=[tag])
     make_org(tags=[tag])

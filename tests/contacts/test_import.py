@@ -23,7 +23,7 @@ from shared.errors import Invalid
 from shared.settings import Settings
 from shared.testing import auth, wait_until
 
-from .conftest import suffix
+from .conftest import new_district, new_need, suffix
 
 OUTLOOK_DE = (
     "Anrede;Vorname;Nachname;Firma;Position;Straße geschäftlich;Ort geschäftlich;"
@@ -61,12 +61,6 @@ def _commit(client: FlaskClient, headers: dict[str, str], import_id: str, **body
 def _tagged(client: FlaskClient, headers: dict[str, str], tag: str) -> list[dict[str, Any]]:
     body = client.get(f"/api/v1/organisations?tags={tag}&per_page=500", headers=headers).get_json()
     return list(body["items"])
-
-
-def _district(client: FlaskClient, admin: dict[str, str], name: str) -> dict[str, Any]:
-    response = client.post("/api/v1/districts", json={"name": name}, headers=admin)
-    assert response.status_code == 201
-    return dict(response.get_json())
 
 
 def _retire(client: FlaskClient, admin: dict[str, str], district: dict[str, Any]) -> None:
@@ -880,7 +874,7 @@ def test_a_district_renamed_between_preview_and_commit_is_checked_again(
     contacts_client: FlaskClient, coordinator: dict[str, str], admin: dict[str, str]
 ) -> None:
     tag = f"imp{suffix()}"
-    district = _district(contacts_client, admin, f"Werftquartier {tag}")
+    district = new_district(contacts_client, admin, f"Werftquartier {tag}")
     content = (
         f"name;district;tags\nEins {tag};Werftquartier {tag};{tag}\nZwei {tag};Schmarl;{tag}\n"
     ).encode()
@@ -907,23 +901,33 @@ def test_a_district_renamed_between_preview_and_commit_is_checked_again(
     assert (org["name"], org["district"]) == (f"Zwei {tag}", "Schmarl")
 
 
-def test_a_retired_district_is_kept_where_it_is_but_not_given_by_a_file(
+def test_a_retired_district_or_need_is_kept_where_it_is_but_not_given_by_a_file(
     contacts_client: FlaskClient,
     coordinator: dict[str, str],
     admin: dict[str, str],
     make_org: Any,
 ) -> None:
     tag = f"imp{suffix()}"
-    district = _district(contacts_client, admin, f"Altquartier {tag}")
-    kept = make_org(name=f"Bleibt {tag}", district=district["name"], email=f"b@{tag}.example")
+    district = new_district(contacts_client, admin, f"Altquartier {tag}")
+    need = new_need(contacts_client, admin, f"Telefonbuch {tag}")
+    kept = make_org(
+        name=f"Bleibt {tag}",
+        district=district["name"],
+        needs=[need["key"]],
+        email=f"b@{tag}.example",
+    )
     other = make_org(name=f"Anders {tag}", district="Schmarl", email=f"a@{tag}.example")
     _retire(contacts_client, admin, district)
+    retired = contacts_client.patch(
+        f"/api/v1/needs/{need['key']}", json={"active": False}, headers=admin
+    )
+    assert retired.status_code == 200
     content = (
-        "name;email;district;tags\n"
-        f"Bleibt {tag};b@{tag}.example;Altquartier {tag};{tag}\n"
-        f"Anders {tag};a@{tag}.example;Altquartier {tag};{tag}\n"
-        f"Neu {tag};n@{tag}.example;Altquartier {tag};{tag}\n"
-        f"Auch neu {tag};;Schmarl;{tag}\n"
+        "name;email;district;needs;tags\n"
+        f"Bleibt {tag};b@{tag}.example;Altquartier {tag};Telefonbuch {tag};{tag}\n"
+        f"Anders {tag};a@{tag}.example;Altquartier {tag};;{tag}\n"
+        f"Neu {tag};n@{tag}.example;Altquartier {tag};;{tag}\n"
+        f"Auch neu {tag};;Schmarl;;{tag}\n"
     ).encode()
     body = _upload(contacts_client, coordinator, content).get_json()
     assert [(e["line"], list(e["errors"])) for e in body["errors"]] == [
@@ -934,14 +938,21 @@ def test_a_retired_district_is_kept_where_it_is_but_not_given_by_a_file(
     assert (body["valid_rows"], body["created_count"]) == (2, 1)
     done = _commit(contacts_client, coordinator, body["id"]).get_json()
     assert (done["status"], done["created_count"]) == ("committed", 1)
-    districts = {o["name"]: o["district"] for o in _tagged(contacts_client, coordinator, tag)}
-    assert districts == {
-        f"Bleibt {tag}": district["name"],  # kept where it is
-        f"Auch neu {tag}": "Schmarl",
+    found = {
+        o["name"]: (o["district"], o["needs"]) for o in _tagged(contacts_client, coordinator, tag)
+    }
+    assert found == {
+        f"Bleibt {tag}": (district["name"], [need["key"]]),  # kept where it is
+        f"Auch neu {tag}": ("Schmarl", []),
     }
     for org, name in ((kept, district["name"]), (other, "Schmarl")):
         now = contacts_client.get(f"/api/v1/organisations/{org['id']}", headers=coordinator)
         assert now.get_json()["district"] == name
+    # A file naming a retired need, and nothing else retired.
+    content = f"name;needs;tags\nBedarf {tag};Telefonbuch {tag};{tag}\n".encode()
+    body = _upload(contacts_client, coordinator, content).get_json()
+    assert [(e["line"], list(e["errors"])) for e in body["errors"]] == [(2, ["needs"])]
+    assert "retired" in body["errors"][0]["errors"]["needs"][0]
 
 
 def test_the_same_import_committed_twice_at_once_is_written_once(
@@ -1048,7 +1059,7 @@ def test_a_row_the_file_makes_a_new_organisation_is_refused_a_retired_district(
     with the shipyard: the new bakery would be given the retired district the shipyard
     keeps."""
     tag = f"imp{suffix()}"
-    district = _district(contacts_client, admin, f"Altquartier {tag}")
+    district = new_district(contacts_client, admin, f"Altquartier {tag}")
     make_org(
         name=f"Werft {tag}",
         street="Werftstraße",
@@ -1079,7 +1090,7 @@ def test_a_row_another_refusal_leaves_to_rename_an_owner_is_refused_too(
     """The row naming the landlord is refused (a retired district): without it, the
     bakery's row finds the landlord by the mailbox alone, and would make it a business."""
     tag = landlord["tags"][0]
-    district = _district(contacts_client, admin, f"Altquartier {tag}")
+    district = new_district(contacts_client, admin, f"Altquartier {tag}")
     _retire(contacts_client, admin, district)
     content = (
         "name;street;email;kind;district;tags\n"
@@ -1130,7 +1141,7 @@ def test_a_district_retired_between_preview_and_commit_is_not_given(
     make_org: Any,
 ) -> None:
     tag = f"imp{suffix()}"
-    district = _district(contacts_client, admin, f"Neuquartier {tag}")
+    district = new_district(contacts_client, admin, f"Neuquartier {tag}")
     other = make_org(name=f"Anders {tag}", district="Schmarl", email=f"a@{tag}.example")
     content = (
         "name;email;district;tags\n"

@@ -376,10 +376,11 @@ def _normalised(values: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any
 def _refuse(session: Session, import_id: uuid.UUID, table: Table) -> list[dict[str, Any]]:
     """The staged rows a single edit would refuse (see _REFUSED), taken out of import_rows;
     their errors. A refused row leaves the plan of the others (a row it repeated may change
-    an organisation now), so they are checked again, until no more is refused."""
+    an organisation now), so they are checked again, until no more is refused. A file none
+    of whose rows may be refused (most files) is not planned for it (_MAY_BE_REFUSED)."""
     found: dict[int, dict[str, list[str]]] = {}
     params = {"import_id": import_id, "owner_kinds": list(OWNER_KINDS)}
-    while True:
+    while session.scalar(text(_MAY_BE_REFUSED), params):
         refused: dict[int, dict[str, list[str]]] = {}
         for line, field, name in session.execute(text(_REFUSED), params):
             message = _REFUSALS[field].format(name=name)
@@ -425,6 +426,21 @@ COALESCE(
      WHERE o.match_name = s.match_name AND o.match_address = s.match_address
        AND o.archived IS false ORDER BY o.created_at, o.id LIMIT 1),
     CASE WHEN {_NAMES_A_PERSON} THEN {_BY_EMAIL.format(also=_SAME_NAME)} END
+)
+"""  # noqa: S608 (built from constants)
+# Whether any staged row may be refused (see _REFUSED), without planning the file: most
+# files name no retired entry and no erased address, and give no kind an owner of premises
+# could be refused.
+_MAY_BE_REFUSED = f"""
+SELECT EXISTS (
+    SELECT 1 FROM import_rows s
+    WHERE s.import_id = :import_id AND (
+        EXISTS (SELECT 1 FROM districts d WHERE d.name = s.district AND NOT d.active)
+        OR EXISTS (SELECT 1 FROM needs n WHERE n.key = ANY(s.needs) AND NOT n.active)
+        OR (s.kind IS NOT NULL AND NOT s.kind = ANY(CAST(:owner_kinds AS text[]))
+            AND EXISTS (SELECT 1 FROM premises))
+        OR (s.email IS NOT NULL AND {SQL_SUPPRESSED})
+    )
 )
 """  # noqa: S608 (built from constants)
 _RETIRED = "{name!r} is retired: kept where it is, not given anew."

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from .conftest import Maker, suffix
@@ -262,27 +263,39 @@ def test_a_contact_with_a_first_name_is_not_a_namesake_without_one(
     assert [done[key] for key in PEOPLE_COUNTS] == [2, 1]
 
 
-def test_a_company_at_a_second_address_does_not_take_another_company_by_their_mailbox(
-    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+@pytest.mark.parametrize("moved", [False, True], ids=["new mailbox", "moved"])
+def test_a_company_named_where_the_file_no_longer_has_it_is_a_second_one(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker, moved: bool
 ) -> None:
-    """The bakery and the shipyard share a mailbox. A file gives the bakery a new email,
-    and names it at a second address with the old mailbox: imported again, that row finds
-    only the shipyard by the mailbox, and is the bakery of the row before it, not a new
+    """The bakery and the shipyard share a mailbox (info@) at Werftstraße 1. A file gives
+    the bakery a new mailbox (post@) and names it at Am Strom 3 with info@; or it moves the
+    bakery to Am Strom 3 (found by info@) and names it at Werftstraße 1 with post@. The
+    second row would not find the bakery once the first has changed it, so it is a second
+    bakery (a branch), created by the first import rather than by the second; and not a new
     name for the shipyard."""
     tag = f"imp{suffix()}"
     old, new = f"info-{tag}@hafen.example", f"post-{tag}@hafen.example"
     at = {"street": "Werftstraße", "house_number": "1", "email": old, "tags": [tag]}
-    make_org(name=f"Bäckerei Müller {tag}", **at)
+    bakery = make_org(name=f"Bäckerei Müller {tag}", **at)
     shipyard = make_org(name=f"Werft Nord {tag}", **at)
-    content = (
-        "name;street;email;tags\n"
-        f"Bäckerei Müller {tag};Werftstraße 1;{new};{tag}\n"
-        f"Bäckerei Müller {tag};Am Strom 3;{old};{tag}\n"
+    rows = [f"Werftstraße 1;{new}", f"Am Strom 3;{old}"]
+    content = "name;street;email;tags\n" + "".join(
+        f"Bäckerei Müller {tag};{row};{tag}\n" for row in (rows[::-1] if moved else rows)
     )
     done = _imported_twice(contacts_client, coordinator, content, tag)
-    assert (done["updated_count"], done["skipped_count"]) == (1, 1)
+    assert (done["created_count"], done["updated_count"]) == (1, 1)
     kept = _read(contacts_client, coordinator, shipyard)
     assert (kept["name"], kept["street"], kept["email"]) == (shipyard["name"], "Werftstraße", old)
+    changed = _read(contacts_client, coordinator, bakery)
+    assert (changed["street"], changed["email"]) == (
+        ("Am Strom", old) if moved else ("Werftstraße", new)
+    )
+    bakeries = sorted(
+        (o["street"], o["email"])
+        for o in _register(contacts_client, coordinator, tag)
+        if o["id"] != shipyard["id"]
+    )
+    assert bakeries == [("Am Strom", old), ("Werftstraße", new)]
 
 
 def test_rows_of_our_export_are_no_repeats_of_each_other(

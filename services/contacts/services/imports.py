@@ -461,28 +461,38 @@ _REFUSALS = {
 # and address or its email.
 # Of the other rows matching one organisation (a contact's row by its name and address, a
 # company's by the mailbox they share), the first changes it and the later ones repeat it:
-# each writing its own values, the file would change the organisation on every import
-# (and the commit would change it more often than the preview said). A row without a
+# each writing its own values, the file would change the organisation on every import (and
+# the commit would change it more often than the preview said). A later row repeats the
+# first only where it would still find the organisation once the first has changed it (by
+# the email, or the name and address, the first leaves it with; a row naming a person
+# writes no email): otherwise (left_behind) the file imported again would not find it
+# there, and would create it then. It is another organisation of the file (the company
+# named at its old address with a mailbox of its own, where the first row moves it),
+# created now. Where the first row gives a street or a house number but not both, the
+# address it leaves is not known here, and the later row repeats it. A row without a
 # person finding an organisation of another name by its email alone (a company renamed)
-# does not take one that another row finds by its name (or id): it is another company
-# with that mailbox, and is created: were it to rename the organisation, the other row
-# would not find it in the file imported again; were it to repeat the other row, which
-# writes its own email, it would not find it itself. Nor does such a row take it when an
-# earlier row of the file has the row's name: it is that row's company at another address
-# (a bakery's second shop with the mailbox it shares with the shipyard, which the file
-# gives the bakery anew), and repeats it; taking the organisation would rename the
-# shipyard once the earlier row has given the bakery its new email. joins_id is the
-# organisation of the
+# does not take one that another row finds by its name (or id): it is another company with
+# that mailbox, and is created: were it to rename the organisation, the other row would
+# not find it in the file imported again; were it to repeat the other row, which writes
+# its own email, it would not find it itself. Nor does such a row take it when an earlier
+# row of the file has the row's name: it is that row's company at another address (a
+# bakery's second shop with the mailbox it shares with the shipyard, which the file gives
+# the bakery anew), and repeats it; taking the organisation would rename the shipyard once
+# the earlier row has given the bakery its new email. joins_id is the organisation of the
 # register a row's person joins: the row's match, also for a repeat of the row that
 # changes it; a repeat of an earlier row's name and address or email joins that row's.
 _PLAN = f"""
 WITH staged AS MATERIALIZED (
     SELECT s.line, s.email, s.match_name, s.match_address, {_NAMES_A_PERSON} AS person,
-        {_MATCH} AS match_id, s.record_id
+        {_MATCH} AS match_id, s.record_id,
+        CASE WHEN s.street IS NULL AND s.house_number IS NULL THEN 'none'
+            WHEN s.street IS NOT NULL AND s.house_number IS NOT NULL THEN 'both'
+        END AS address_given
     FROM import_rows s
     WHERE s.import_id = :import_id
 ), keyed AS (
-    SELECT line, match_id, person, (match_id = record_id) IS TRUE AS by_id,
+    SELECT line, match_id, person, email, match_name, match_address,
+        (match_id = record_id) IS TRUE AS by_id,
         CASE WHEN match_id IS NOT NULL THEN (match_id = record_id) IS TRUE OR (
             SELECT o.match_name = staged.match_name FROM organisations o WHERE o.id = match_id
         ) END AS named,
@@ -497,7 +507,8 @@ WITH staged AS MATERIALIZED (
     SELECT *, NOT same_key AND NOT person AND named IS FALSE AND name_before AS same_name
     FROM keyed
 ), matched AS (
-    SELECT line, match_id, same_key, same_name, by_id, named,
+    SELECT line, match_id, person, email, match_name, match_address, same_key, same_name,
+        by_id, named,
         bool_or(named) FILTER (WHERE NOT same_name) OVER by_match AS any_named,
         min(line) FILTER (WHERE NOT same_key AND NOT same_name AND named) OVER by_match
             AS first_named,
@@ -505,17 +516,35 @@ WITH staged AS MATERIALIZED (
     FROM named_again
     WINDOW by_match AS (PARTITION BY match_id)
 ), placed AS (
-    SELECT line, same_key, same_name,
+    SELECT line, person, email, match_name, match_address, same_key, same_name,
         CASE WHEN named OR NOT any_named THEN match_id END AS match_id,
         NOT same_key AND NOT same_name AND NOT by_id AND match_id IS NOT NULL
             AND (named OR NOT any_named)
-            AND line > CASE WHEN any_named THEN first_named ELSE first END AS same_match
+            AND line > CASE WHEN any_named THEN first_named ELSE first END AS same_match,
+        CASE WHEN any_named THEN first_named ELSE first END AS changer
     FROM matched
+), left_behind AS (
+    SELECT p.line FROM placed p
+    JOIN staged f ON f.line = p.changer
+    JOIN organisations o ON o.id = p.match_id
+    CROSS JOIN LATERAL (SELECT
+        CASE WHEN f.email IS NOT NULL AND NOT f.person THEN f.email ELSE o.email END AS email,
+        CASE f.address_given WHEN 'both' THEN f.match_address WHEN 'none' THEN o.match_address
+        END AS address
+    ) AS w
+    WHERE p.same_match AND f.address_given IS NOT NULL AND NOT COALESCE(
+        NOT p.person AND p.email = w.email
+        OR p.match_name = f.match_name AND p.match_address = w.address
+        OR p.person AND p.email = w.email AND p.match_name = f.match_name,
+        false
+    )
 )
-SELECT line, CASE WHEN NOT (same_key OR same_name OR same_match) THEN match_id END AS match_id,
-    same_key OR same_name OR same_match AS repeated,
-    CASE WHEN NOT (same_key OR same_name) THEN match_id END AS joins_id
-FROM placed
+SELECT p.line,
+    CASE WHEN b.line IS NULL AND NOT (same_key OR same_name OR same_match) THEN match_id END
+        AS match_id,
+    b.line IS NULL AND (same_key OR same_name OR same_match) AS repeated,
+    CASE WHEN b.line IS NULL AND NOT (same_key OR same_name) THEN match_id END AS joins_id
+FROM placed p LEFT JOIN left_behind b ON b.line = p.line
 """  # noqa: S608 (built from constants)
 
 

@@ -298,6 +298,28 @@ def test_a_company_named_where_the_file_no_longer_has_it_is_a_second_one(
     assert bakeries == [("Am Strom", old), ("Werftstraße", new)]
 
 
+def test_a_company_row_with_the_mailbox_a_later_contact_gives_its_company_is_its_own(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """The café's company row finds only the shipyard by the mailbox they share, after a
+    row naming the café; a later contact's row creates the café at Am Strom 3 with that
+    mailbox. Imported again, the company row would find that café by the mailbox and write
+    its phone over the contact's: so it is a café of its own from the first import."""
+    tag = f"imp{suffix()}"
+    box = f"kontakt-{tag}@hafen.example"
+    shipyard = make_org(name=f"Werft Nord {tag}", street="Am Strom", house_number="3", email=box)
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Telefon geschäftlich;Kategorien\n"
+        f"Café Anker {tag};Werftstraße 1;Clara;Brandt;;0381 222;{tag}\n"
+        f"Café Anker {tag};;;;{box};0381 222;{tag}\n"
+        f"Café Anker {tag};Am Strom 3;;Brandt;{box};0381 111;{tag}\n"
+    )
+    done = _imported_twice(contacts_client, coordinator, content, tag)
+    assert done["created_count"] == 3
+    kept = _read(contacts_client, coordinator, shipyard)
+    assert (kept["name"], kept["email"]) == (shipyard["name"], box)
+
+
 def test_rows_of_our_export_are_no_repeats_of_each_other(
     contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
 ) -> None:

@@ -478,9 +478,13 @@ _REFUSALS = {
 # row of the file has the row's name: it is that row's company at another address (a
 # bakery's second shop with the mailbox it shares with the shipyard, which the file gives
 # the bakery anew), and repeats it; taking the organisation would rename the shipyard once
-# the earlier row has given the bakery its new email. joins_id is the organisation of the
-# register a row's person joins: the row's match, also for a repeat of the row that
-# changes it; a repeat of an earlier row's name and address or email joins that row's.
+# the earlier row has given the bakery its new email. Unless a later row of the file
+# creates an organisation of the row's name with its email (a contact's row: its email
+# becomes the new organisation's): imported again, the row would find that one by its name
+# and email and change it, so it is an organisation of its own (own.anew), created by the
+# first import. joins_id is the organisation of the register a row's person joins: the
+# row's match, also for a repeat of the row that changes it; a repeat of an earlier row's
+# name and address or email joins that row's.
 _PLAN = f"""
 WITH staged AS MATERIALIZED (
     SELECT s.line, s.email, s.match_name, s.match_address, {_NAMES_A_PERSON} AS person,
@@ -504,8 +508,17 @@ WITH staged AS MATERIALIZED (
         line > min(line) OVER (PARTITION BY match_name) AS name_before
     FROM staged
 ), named_again AS (
-    SELECT *, NOT same_key AND NOT person AND named IS FALSE AND name_before AS same_name
+    SELECT *, NOT same_key AND NOT person AND named IS FALSE AND name_before AS name_again
     FROM keyed
+), own AS (
+    SELECT line, person, email, match_name, match_address, same_key, by_id, named,
+        name_again AND NOT anew AS same_name,
+        CASE WHEN NOT anew THEN match_id END AS match_id
+    FROM named_again CROSS JOIN LATERAL (SELECT name_again AND EXISTS (
+        SELECT 1 FROM keyed c
+        WHERE c.line > named_again.line AND c.match_id IS NULL AND NOT c.same_key
+            AND c.match_name = named_again.match_name AND c.email = named_again.email
+    ) AS anew) AS a
 ), matched AS (
     SELECT line, match_id, person, email, match_name, match_address, same_key, same_name,
         by_id, named,
@@ -513,7 +526,7 @@ WITH staged AS MATERIALIZED (
         min(line) FILTER (WHERE NOT same_key AND NOT same_name AND named) OVER by_match
             AS first_named,
         min(line) FILTER (WHERE NOT same_key AND NOT same_name) OVER by_match AS first
-    FROM named_again
+    FROM own
     WINDOW by_match AS (PARTITION BY match_id)
 ), placed AS (
     SELECT line, person, email, match_name, match_address, same_key, same_name,

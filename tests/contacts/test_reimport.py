@@ -320,6 +320,32 @@ def test_a_company_row_with_the_mailbox_a_later_contact_gives_its_company_is_its
     assert (kept["name"], kept["email"]) == (shipyard["name"], box)
 
 
+def test_a_contact_at_the_address_of_a_company_row_repeating_its_name_joins_that_company(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """The bakery's company row at Am Strom 3 finds only the harbour bar by the mailbox
+    they share, and repeats the bakery of the row before it. Clara Brandt's row, at the
+    bakery's Am Strom 3, joins that bakery: not the shipyard that has her email, which the
+    file imported again would move her from."""
+    tag = f"imp{suffix()}"
+    box, info = f"kontakt-{tag}@hafen.example", f"info-{tag}@werft.example"
+    make_org(name=f"Hafenbar {tag}", email=box)
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Kategorien\n"
+        f"Werft Nord {tag};Werftstraße 1;;;{info};{tag}\n"
+        f"Bäckerei {tag};;Anna;Alt;{box};{tag}\n"
+        f"Bäckerei {tag};Am Strom 3;;;{box};{tag}\n"
+        f"Bäckerei {tag};Am Strom 3;Clara;Brandt;{info};{tag}\n"
+    )
+    done = _imported_twice(contacts_client, coordinator, content, tag)
+    assert [done[key] for key in ("created_count", *PEOPLE_COUNTS)] == [2, 2, 0]
+    people = {
+        org["name"]: sorted(role["person_name"] for role in org["people"])
+        for org in _register(contacts_client, coordinator, tag)
+    }
+    assert people == {f"Werft Nord {tag}": [], f"Bäckerei {tag}": ["Anna Alt", "Clara Brandt"]}
+
+
 def test_rows_of_our_export_are_no_repeats_of_each_other(
     contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
 ) -> None:

@@ -505,13 +505,13 @@ WITH staged AS MATERIALIZED (
             OR (NOT person AND email IS NOT NULL
                 AND line > min(line) FILTER (WHERE NOT person) OVER (PARTITION BY email))
         ) AS same_key,
-        line > min(line) OVER (PARTITION BY match_name) AS name_before
+        min(line) OVER (PARTITION BY match_name) AS name_line
     FROM staged
 ), named_again AS (
-    SELECT *, NOT same_key AND NOT person AND named IS FALSE AND name_before AS name_again
+    SELECT *, NOT same_key AND NOT person AND named IS FALSE AND line > name_line AS name_again
     FROM keyed
 ), own AS (
-    SELECT line, person, email, match_name, match_address, same_key, by_id, named,
+    SELECT line, person, email, match_name, match_address, same_key, by_id, named, name_line,
         name_again AND NOT anew AS same_name,
         CASE WHEN NOT anew THEN match_id END AS match_id
     FROM named_again CROSS JOIN LATERAL (SELECT name_again AND EXISTS (
@@ -521,7 +521,7 @@ WITH staged AS MATERIALIZED (
     ) AS anew) AS a
 ), matched AS (
     SELECT line, match_id, person, email, match_name, match_address, same_key, same_name,
-        by_id, named,
+        by_id, named, name_line,
         bool_or(named) FILTER (WHERE NOT same_name) OVER by_match AS any_named,
         min(line) FILTER (WHERE NOT same_key AND NOT same_name AND named) OVER by_match
             AS first_named,
@@ -529,7 +529,7 @@ WITH staged AS MATERIALIZED (
     FROM own
     WINDOW by_match AS (PARTITION BY match_id)
 ), placed AS (
-    SELECT line, person, email, match_name, match_address, same_key, same_name,
+    SELECT line, person, email, match_name, match_address, same_key, same_name, name_line,
         CASE WHEN named OR NOT any_named THEN match_id END AS match_id,
         NOT same_key AND NOT same_name AND NOT by_id AND match_id IS NOT NULL
             AND (named OR NOT any_named)
@@ -556,7 +556,8 @@ SELECT p.line,
     CASE WHEN b.line IS NULL AND NOT (same_key OR same_name OR same_match) THEN match_id END
         AS match_id,
     b.line IS NULL AND (same_key OR same_name OR same_match) AS repeated,
-    CASE WHEN b.line IS NULL AND NOT (same_key OR same_name) THEN match_id END AS joins_id
+    CASE WHEN b.line IS NULL AND NOT (same_key OR same_name) THEN match_id END AS joins_id,
+    CASE WHEN same_name THEN name_line END AS name_line
 FROM placed p LEFT JOIN left_behind b ON b.line = p.line
 """  # noqa: S608 (built from constants)
 
@@ -965,7 +966,9 @@ def _counts(session: Session, import_id: uuid.UUID) -> tuple[int, int, int]:
 # Outlook exports them) joins the new organisation of its folded name and address, else
 # one with its email, as a match would find it once the new ones are written; or, when
 # the first row of that name and address matched an organisation (by its id: the
-# register's name differs; or in a file imported again), that organisation. Over the
+# register's name differs; or in a file imported again), that organisation; or, when that
+# first row repeats the company of an earlier row of its name (found another company by a
+# mailbox they share: name_line), that company. Over the
 # plan of the preview (_PLAN) or of the commit (import_plan) alike, so that the preview
 # plans the same people as the commit.
 _PERSON_ROWS = """
@@ -975,23 +978,32 @@ WITH plan AS MATERIALIZED ({plan}), placed AS (
             OVER (PARTITION BY s.match_name, s.match_address) AS by_address,
         first_value(plan.joins_id)
             OVER (PARTITION BY s.match_name, s.match_address ORDER BY plan.line) AS first_match,
+        first_value(plan.name_line)
+            OVER (PARTITION BY s.match_name, s.match_address ORDER BY plan.line) AS first_named,
         min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
             OVER (PARTITION BY s.email) AS by_email
     FROM plan JOIN import_rows s ON s.import_id = :import_id AND s.line = plan.line
 )
-SELECT line,
-    COALESCE(joins_id, CASE WHEN repeated AND by_address IS NULL THEN first_match END),
+SELECT p.line,
+    COALESCE(
+        p.joins_id,
+        CASE WHEN p.repeated AND p.by_address IS NULL THEN COALESCE(p.first_match, t.joins_id) END
+    ),
     CASE
-        WHEN joins_id IS NOT NULL THEN NULL
-        WHEN NOT repeated THEN line
-        ELSE COALESCE(by_address, CASE WHEN email IS NOT NULL THEN by_email END)
+        WHEN p.joins_id IS NOT NULL THEN NULL
+        WHEN NOT p.repeated THEN p.line
+        ELSE COALESCE(
+            p.by_address,
+            CASE WHEN t.match_id IS NULL AND NOT t.repeated THEN t.line END,
+            CASE WHEN p.email IS NOT NULL THEN p.by_email END
+        )
     END AS creator,
-    email, first_name, last_name
-FROM placed
-WHERE first_name IS NOT NULL OR last_name IS NOT NULL
-ORDER BY line
+    p.email, p.first_name, p.last_name
+FROM placed p LEFT JOIN plan t ON t.line = p.first_named
+WHERE p.first_name IS NOT NULL OR p.last_name IS NOT NULL
+ORDER BY p.line
 """
-_COMMIT_PLAN = "SELECT line, match_id, repeated, joins_id FROM import_plan"
+_COMMIT_PLAN = "SELECT line, match_id, repeated, joins_id, name_line FROM import_plan"
 # The people a plan of the rows' people starts from: those at the organisations the rows
 # match, and the live ones with the rows' emails; with the organisations of their roles,
 # oldest first.
@@ -1026,7 +1038,7 @@ ORDER BY id FOR NO KEY UPDATE
 """
 
 _FILL_PLAN = f"""
-INSERT INTO import_plan (line, match_id, repeated, joins_id, new_id)
+INSERT INTO import_plan (line, match_id, repeated, joins_id, name_line, new_id)
 SELECT *, gen_random_uuid() FROM ({_PLAN}) AS plan
 """  # noqa: S608 (built from constants)
 
@@ -1231,7 +1243,7 @@ def _apply(session: Session, record: Import, actor: str, progress: Progress | No
         text(
             "CREATE TEMP TABLE import_plan"
             " (line integer PRIMARY KEY, match_id uuid, repeated boolean, joins_id uuid,"
-            " new_id uuid,"
+            " name_line integer, new_id uuid,"
             " unchanged boolean NOT NULL DEFAULT false, person_org uuid)"
             " ON COMMIT DROP"
         )

@@ -964,13 +964,12 @@ def _counts(session: Session, import_id: uuid.UUID) -> tuple[int, int, int]:
 # matches (also as a repeat of the row that changes it: joins_id), or the line of the row
 # that creates it. A row repeating an earlier one (a second contact at a company, as
 # Outlook exports them) joins the new organisation of its folded name and address, else
-# one with its email, as a match would find it once the new ones are written; or, when
-# the first row of that name and address matched an organisation (by its id: the
-# register's name differs; or in a file imported again), that organisation; or, when that
-# first row repeats the company of an earlier row of its name (found another company by a
-# mailbox they share: name_line), that company. Over the
-# plan of the preview (_PLAN) or of the commit (import_plan) alike, so that the preview
-# plans the same people as the commit.
+# one with its email, as a match would find it once the new ones are written; or, when the
+# first row of that name and address matched an organisation (by its id: the register's
+# name differs; or in a file imported again), that organisation; or, when that first row
+# repeats the company of an earlier row of its name (found another company by a mailbox
+# they share: name_line), that company. Over the plan of the preview (_PLAN) or of the
+# commit (import_plan) alike, so that the preview plans the same people as the commit.
 _PERSON_ROWS = """
 WITH plan AS MATERIALIZED ({plan}), placed AS (
     SELECT plan.line, plan.joins_id, plan.repeated, s.email, s.first_name, s.last_name,
@@ -979,7 +978,7 @@ WITH plan AS MATERIALIZED ({plan}), placed AS (
         first_value(plan.joins_id)
             OVER (PARTITION BY s.match_name, s.match_address ORDER BY plan.line) AS first_match,
         first_value(plan.name_line)
-            OVER (PARTITION BY s.match_name, s.match_address ORDER BY plan.line) AS first_named,
+            OVER (PARTITION BY s.match_name, s.match_address ORDER BY plan.line) AS head_name_line,
         min(plan.line) FILTER (WHERE plan.match_id IS NULL AND NOT plan.repeated)
             OVER (PARTITION BY s.email) AS by_email
     FROM plan JOIN import_rows s ON s.import_id = :import_id AND s.line = plan.line
@@ -999,7 +998,7 @@ SELECT p.line,
         )
     END AS creator,
     p.email, p.first_name, p.last_name
-FROM placed p LEFT JOIN plan t ON t.line = p.first_named
+FROM placed p LEFT JOIN plan t ON t.line = p.head_name_line
 WHERE p.first_name IS NOT NULL OR p.last_name IS NOT NULL
 ORDER BY p.line
 """

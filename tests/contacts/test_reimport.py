@@ -346,6 +346,32 @@ def test_a_contact_at_the_address_of_a_company_row_repeating_its_name_joins_that
     assert people == {f"Werft Nord {tag}": [], f"Bäckerei {tag}": ["Anna Alt", "Clara Brandt"]}
 
 
+def test_a_contact_where_an_earlier_row_renames_a_company_joins_it(
+    contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
+) -> None:
+    """The café at Werftstraße 1 is now the harbour bar: a company row finds it by its
+    mailbox and renames it. A. Alt's row names the harbour bar at Werftstr. 1, which nothing
+    was called before the file: it is the renamed café, as the file imported again finds
+    it, and no second harbour bar."""
+    tag = f"imp{suffix()}"
+    box = f"post-{tag}@hafen.example"
+    cafe = make_org(
+        name=f"Café Anker {tag}", street="Werftstraße", house_number="1", email=box, tags=[tag]
+    )
+    content = (
+        "Firma;Straße;Vorname;Nachname;E-Mail-Adresse;Kategorien\n"
+        f"Hafenbar {tag};;;;{box};{tag}\n"
+        f"Hafenbar {tag};Werftstr. 1;A.;Alt;{box};{tag}\n"
+    )
+    done = _imported_twice(contacts_client, coordinator, content, tag)
+    assert [done[key] for key in ("created_count", "updated_count", *PEOPLE_COUNTS)] == [
+        0, 1, 1, 0,
+    ]  # fmt: skip
+    [org] = _register(contacts_client, coordinator, tag)
+    assert (org["id"], org["name"], org["street"]) == (cafe["id"], f"Hafenbar {tag}", "Werftstraße")
+    assert [role["person_name"] for role in org["people"]] == ["A. Alt"]
+
+
 def test_rows_of_our_export_are_no_repeats_of_each_other(
     contacts_client: FlaskClient, coordinator: dict[str, str], make_org: Maker
 ) -> None:

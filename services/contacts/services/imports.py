@@ -469,22 +469,29 @@ _REFUSALS = {
 # there, and would create it then. It is another organisation of the file (the company
 # named at its old address with a mailbox of its own, where the first row moves it),
 # created now. Where the first row gives a street or a house number but not both, the
-# address it leaves is not known here, and the later row repeats it. A row without a
-# person finding an organisation of another name by its email alone (a company renamed)
-# does not take one that another row finds by its name (or id): it is another company with
-# that mailbox, and is created: were it to rename the organisation, the other row would
-# not find it in the file imported again; were it to repeat the other row, which writes
-# its own email, it would not find it itself. Nor does such a row take it when an earlier
-# row of the file has the row's name: it is that row's company at another address (a
-# bakery's second shop with the mailbox it shares with the shipyard, which the file gives
-# the bakery anew), and repeats it; taking the organisation would rename the shipyard once
-# the earlier row has given the bakery its new email. Unless a later row of the file
-# creates an organisation of the row's name with its email (a contact's row: its email
-# becomes the new organisation's): imported again, the row would find that one by its name
-# and email and change it, so it is an organisation of its own (own.anew), created by the
-# first import. joins_id is the organisation of the register a row's person joins: the
-# row's match, also for a repeat of the row that changes it; a repeat of an earlier row's
-# name and address or email joins that row's.
+# address it leaves is not known here, and the later row repeats it. The mirror of it: a
+# row matching nothing that would find an organisation once an earlier row has changed it
+# (picked_up: a contact's row at the address of a company the row before renamed to the
+# contact's company) repeats that row, and its person joins the organisation: created, it
+# would be a second one of that name and address, and the file imported again would find
+# the first. Not a row without a person with an email the organisation is not left with:
+# imported again, it looks for its email first (the company a later contact's row creates
+# with it: own.anew). A row without a person finding an organisation of another name by its
+# email alone (a company renamed) does not take one that another row finds by its name (or
+# id): it is another company with that mailbox, and is created: were it to rename the
+# organisation, the other row would not find it in the file imported again; were it to
+# repeat the other row, which writes its own email, it would not find it itself. Nor does
+# such a row take it when an earlier row of the file has the row's name: it is that row's
+# company at another address (a bakery's second shop with the mailbox it shares with the
+# shipyard, which the file gives the bakery anew), and repeats it; taking the organisation
+# would rename the shipyard once the earlier row has given the bakery its new email. Unless
+# a later row of the file creates an organisation of the row's name with its email (a
+# contact's row: its email becomes the new organisation's): imported again, the row would
+# find that one by its name and email and change it, so it is an organisation of its own
+# (own.anew), created by the first import. joins_id is the organisation of the register a
+# row's person joins: the row's match, also for a repeat of the row that changes it (and a
+# row picked up by it); a repeat of an earlier row's name and address or email joins that
+# row's.
 _PLAN = f"""
 WITH staged AS MATERIALIZED (
     SELECT s.line, s.email, s.match_name, s.match_address, {_NAMES_A_PERSON} AS person,
@@ -536,29 +543,51 @@ WITH staged AS MATERIALIZED (
             AND line > CASE WHEN any_named THEN first_named ELSE first END AS same_match,
         CASE WHEN any_named THEN first_named ELSE first END AS changer
     FROM matched
-), left_behind AS (
-    SELECT p.line FROM placed p
-    JOIN staged f ON f.line = p.changer
-    JOIN organisations o ON o.id = p.match_id
+), changed AS (
+    SELECT c.line, c.match_id, f.match_name, w.email, w.address
+    FROM placed c
+    JOIN staged f ON f.line = c.line
+    JOIN organisations o ON o.id = c.match_id
     CROSS JOIN LATERAL (SELECT
         CASE WHEN f.email IS NOT NULL AND NOT f.person THEN f.email ELSE o.email END AS email,
         CASE f.address_given WHEN 'both' THEN f.match_address WHEN 'none' THEN o.match_address
         END AS address
     ) AS w
-    WHERE p.same_match AND f.address_given IS NOT NULL AND NOT COALESCE(
-        NOT p.person AND p.email = w.email
-        OR p.match_name = f.match_name AND p.match_address = w.address
-        OR p.person AND p.email = w.email AND p.match_name = f.match_name,
+    WHERE c.line = c.changer AND f.address_given IS NOT NULL
+), left_behind AS (
+    SELECT p.line FROM placed p JOIN changed c ON c.line = p.changer
+    WHERE p.same_match AND NOT COALESCE(
+        NOT p.person AND p.email = c.email
+        OR p.match_name = c.match_name AND p.match_address = c.address
+        OR p.person AND p.email = c.email AND p.match_name = c.match_name,
         false
     )
+), creating AS (
+    SELECT * FROM placed WHERE match_id IS NULL AND NOT same_key AND NOT same_name
+), picked_up AS (
+    SELECT DISTINCT ON (line) line, match_id FROM (
+        SELECT p.line, c.line AS changer, c.match_id
+        FROM creating p JOIN changed c
+            ON c.match_name = p.match_name AND c.address = p.match_address AND c.line < p.line
+        WHERE p.person OR p.email IS NULL OR p.email = c.email
+        UNION ALL
+        SELECT p.line, c.line, c.match_id
+        FROM creating p JOIN changed c
+            ON c.email = p.email AND c.match_name = p.match_name AND c.line < p.line
+        WHERE p.person
+    ) AS found
+    ORDER BY line, changer
 )
 SELECT p.line,
-    CASE WHEN b.line IS NULL AND NOT (same_key OR same_name OR same_match) THEN match_id END
+    CASE WHEN b.line IS NULL AND NOT (same_key OR same_name OR same_match) THEN p.match_id END
         AS match_id,
-    b.line IS NULL AND (same_key OR same_name OR same_match) AS repeated,
-    CASE WHEN b.line IS NULL AND NOT (same_key OR same_name) THEN match_id END AS joins_id,
+    u.line IS NOT NULL OR b.line IS NULL AND (same_key OR same_name OR same_match) AS repeated,
+    COALESCE(
+        u.match_id,
+        CASE WHEN b.line IS NULL AND NOT (same_key OR same_name) THEN p.match_id END
+    ) AS joins_id,
     CASE WHEN same_name THEN name_line END AS name_line
-FROM placed p LEFT JOIN left_behind b ON b.line = p.line
+FROM placed p LEFT JOIN left_behind b ON b.line = p.line LEFT JOIN picked_up u ON u.line = p.line
 """  # noqa: S608 (built from constants)
 
 

@@ -6,6 +6,7 @@ is the same person by their email only."""
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -493,13 +494,20 @@ def _generated(seed: int, tag: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seeds() -> range:
+    """The generated files' seeds: 0 to 29, or the range IMPORT_SEEDS names (``30-2429``:
+    a longer sweep, run with ``--timeout 0``)."""
+    first, _, last = os.environ.get("IMPORT_SEEDS", "0-29").partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
 def test_a_file_imported_again_changes_nothing(
     contacts_client: FlaskClient, coordinator: dict[str, str]
 ) -> None:
     """A second and a third import of a file find what the first wrote and change nothing:
     no organisation or person created or changed, no role given. Over 30 generated files
-    (one test, not 30: a test's own setup takes longer than its imports)."""
-    for seed in range(30):
+    (one test, not 30: a test's own setup takes longer than its imports; see _seeds)."""
+    for seed in _seeds():
         tag = f"imp{suffix()}"
         content = _generated(seed, tag)
         _imported(contacts_client, coordinator, content)
@@ -517,7 +525,7 @@ def test_a_file_imported_again_over_another_changes_nothing(
     """As above, with the register holding another file's organisations and people of the
     same names, mailboxes and addresses: the file imported over them, then again twice,
     changes nothing the second and third time."""
-    for seed in range(30):
+    for seed in _seeds():
         tag = f"imp{suffix()}"
         before, content = _generated(seed, tag), _generated(seed + 1000, tag)
         _imported(contacts_client, coordinator, before)

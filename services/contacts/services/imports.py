@@ -539,10 +539,11 @@ WITH staged AS MATERIALIZED (
     SELECT line, person, email, match_name, match_address, same_key, same_name, name_line,
         CASE WHEN named OR NOT any_named THEN match_id END AS match_id,
         NOT same_key AND NOT same_name AND NOT by_id AND match_id IS NOT NULL
-            AND (named OR NOT any_named)
-            AND line > CASE WHEN any_named THEN first_named ELSE first END AS same_match,
-        CASE WHEN any_named THEN first_named ELSE first END AS changer
-    FROM matched
+            AND (named OR NOT any_named) AND line > changer AS same_match,
+        changer
+    FROM matched CROSS JOIN LATERAL (
+        SELECT CASE WHEN any_named THEN first_named ELSE first END AS changer
+    ) AS c
 ), changed AS (
     SELECT c.line, c.match_id, f.match_name, w.email, w.address
     FROM placed c

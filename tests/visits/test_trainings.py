@@ -61,6 +61,19 @@ def test_bad_training_input_is_422_and_bad_transitions_are_409(
         "/api/v1/trainings", json=training_body(capacity=-1), headers=auth(token)
     )
     assert negative.status_code == 422
+    # A year mistyped ("0224") or at the edge of what a date can hold is a 422 naming the
+    # field, never a time Berlin's offsets cannot write, nor an overflow.
+    for field, value in (
+        ("starts_at", "0224-05-01T10:00:00"),
+        ("starts_at", "0001-01-01T00:30:00+05:00"),
+        ("ends_at", "9999-12-31T23:59:59-05:00"),
+        ("signup_deadline", "2100-01-01T00:00:00"),
+    ):
+        odd = visits_client.post(
+            "/api/v1/trainings", json=training_body(**{field: value}), headers=auth(token)
+        )
+        assert odd.status_code == 422, (field, value, odd.status_code)
+        assert odd.get_json()["errors"] == {field: ["Must be in the years 2000 to 2099."]}
 
     training = _create(visits_client, token, status="draft")
     url = f"/api/v1/trainings/{training['id']}"

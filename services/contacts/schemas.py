@@ -236,6 +236,10 @@ class OrganisationOutSchema(ma.Schema):
     updated_at = BerlinDateTime()
 
 
+# A district or need to filter by: one of GET /districts or /needs; empty is none of them.
+_FILTER_NAME = ma.fields.String(validate=validate.Length(min=1))
+
+
 class ListArgs(PageArgs):
     sort = ma.fields.String(load_default=None)
     archived = ma.fields.Boolean(
@@ -245,9 +249,9 @@ class ListArgs(PageArgs):
 
 class OrganisationQueryArgs(ListArgs):
     kind = ma.fields.List(ma.fields.String(validate=_one_of(ORGANISATION_KINDS)))
-    district = ma.fields.List(ma.fields.String())
+    district = ma.fields.List(_FILTER_NAME)
     status = ma.fields.List(ma.fields.String(validate=_one_of(ORGANISATION_STATUSES)))
-    needs = ma.fields.List(ma.fields.String(), metadata={"description": "Any of these needs"})
+    needs = ma.fields.List(_FILTER_NAME, metadata={"description": "Any of these needs"})
     tags = ma.fields.List(ma.fields.String(), metadata={"description": "All of these tags"})
 
 
@@ -360,7 +364,7 @@ class PremisesOutSchema(ma.Schema):
 
 class PremisesQueryArgs(ListArgs):
     status = ma.fields.List(ma.fields.String(validate=_one_of(PREMISES_STATUSES)))
-    district = ma.fields.List(ma.fields.String())
+    district = ma.fields.List(_FILTER_NAME)
     use = ma.fields.List(ma.fields.String(validate=_one_of(PREMISES_USES)))
     # To the hundredth the areas are stored in: up for the least, down for the most, so that
     # a filter finds what it would find unrounded.

@@ -272,6 +272,9 @@ def test_district_and_need_filters_take_names_as_typed_and_refuse_unknown_ones(
         ({"district": f"Atlantis {token}"}, "district"),
         ({"district": ["Schmarl", f"Atlantis {token}"]}, "district"),
         ({"needs": f"zauberei-{token}"}, "needs"),
+        # Empty names no district or need: refused too (the document says minLength 1).
+        ({"district": ""}, "district"),
+        ({"needs": ["", need["key"]]}, "needs"),
     ):
         for path in (ORGS, f"{ORGS}/export.csv", PREMISES, f"{PREMISES}/vacant"):
             if field == "needs" and path.startswith(PREMISES):

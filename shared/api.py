@@ -17,7 +17,7 @@ from webargs.multidictproxy import MultiDictProxy
 from werkzeug.exceptions import HTTPException, NotFound
 
 from shared.auth import require_roles
-from shared.problems import http_exception_problem, problem
+from shared.problems import PROBLEM_MIMETYPE, http_exception_problem, problem
 
 API_PREFIX = "/api/v1"
 SWAGGER_ASSETS = "/api/docs/assets/"
@@ -104,6 +104,26 @@ def _not_utf8(value: str) -> bool:
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictParser()
 
+    def arguments(
+        self,
+        schema: type[ma.Schema] | ma.Schema,
+        *,
+        location: str = "json",
+        required: bool | None = None,
+        **kwargs: Any,
+    ) -> Callable[[Any], Any]:
+        """As flask-smorest's, but a JSON body none of whose fields is required is documented
+        as optional: left out, it is read as ``{}`` (an empty change), and the document
+        says so rather than calling for a body the operation does without."""
+        if required is None:
+            instance = schema() if isinstance(schema, type) else schema
+            optional = instance.partial or ()  # True (every field), or the names of some
+            required = location != "json" or any(
+                field.required and not (optional is True or name in optional)
+                for name, field in instance.fields.items()
+            )
+        return super().arguments(schema, location=location, required=required, **kwargs)
+
     def auth(self, roles: Iterable[str]) -> Callable[[Any], Any]:
         """Require a bearer token with one of ``roles``, and say so in the OpenAPI document."""
         allowed = tuple(roles)
@@ -118,6 +138,22 @@ class Blueprint(flask_smorest.Blueprint):
             return self.alt_response(403, response="FORBIDDEN")(func)
 
         return decorator
+
+    def page(self, description: str) -> Callable[[Any], Any]:
+        """An operation that answers a German HTML page (a form, a link in a mail), its errors
+        too: documented as ``text/html``, and its errors as a page or as problem+json (to a
+        client asking for JSON where the operation offers it, and for a refused rate limit).
+        A JSON answer the operation documents beside the page (``response``) stays."""
+        html = {"schema": {"type": "string"}}
+        return self.doc(
+            responses={
+                "200": {"description": description, "content": {"text/html": html}},
+                "default": {
+                    "description": "An error: a German HTML page, or problem+json",
+                    "content": {"text/html": html, PROBLEM_MIMETYPE: {"schema": ProblemSchema}},
+                },
+            }
+        )
 
     def files(self, schema: type[ma.Schema] | ma.Schema) -> Callable[[Any], Any]:
         """The files of a multipart body, parsed and checked as ``arguments`` are (a 422
@@ -141,6 +177,16 @@ class ProblemSchema(ma.Schema):
 
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        """The responses flask-smorest documents for each status (``UNPROCESSABLE_ENTITY``,
+        ``DEFAULT_ERROR``, …, all of them errors) as the errors are sent:
+        ``application/problem+json``, not ``application/json``."""
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = PROBLEM_MIMETYPE
+        try:
+            super()._register_responses()
+        finally:
+            del self.DEFAULT_RESPONSE_CONTENT_TYPE
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return http_exception_problem(error)

@@ -402,6 +402,7 @@ class PublicSubscriptions(MethodView):
 
 @public_blp.route("/subscriptions/confirm")
 class PublicConfirm(MethodView):
+    @public_blp.page("A German HTML page with the button that confirms")
     def get(self) -> Response:
         """A page with a button that confirms (a link opened by a mail scanner confirms
         nothing)."""
@@ -418,6 +419,7 @@ class PublicConfirm(MethodView):
 
         return _page_or_error(show)
 
+    @public_blp.page("A German HTML page: confirmed")
     def post(self) -> Response:
         """Confirm the subscription."""
         token = request.form.get("token") or request.args.get("token", "")
@@ -436,6 +438,7 @@ class PublicConfirm(MethodView):
 
 @public_blp.route("/unsubscribe/<uuid:campaign_id>/<token>")
 class PublicUnsubscribe(MethodView):
+    @public_blp.page("A German HTML page with the button that unsubscribes")
     def get(self, campaign_id: uuid.UUID, token: str) -> Response:
         """A page with a button; opening the link changes nothing."""
 
@@ -450,6 +453,7 @@ class PublicUnsubscribe(MethodView):
 
         return _page_or_error(show)
 
+    @public_blp.page("A German HTML page: unsubscribed")
     def post(self, campaign_id: uuid.UUID, token: str) -> Response:
         """One-click unsubscribe (RFC 8058): no login, no cookie; repeating it is harmless."""
 
@@ -466,6 +470,7 @@ class PublicUnsubscribe(MethodView):
 
 @public_blp.route("/preferences")
 class PublicPreferences(MethodView):
+    @public_blp.page("A German HTML page: the preferences form")
     def get(self) -> Response:
         """The preferences page: name and lists."""
         token = request.args.get("token", "")
@@ -483,6 +488,7 @@ class PublicPreferences(MethodView):
 
         return _page_or_error(show)
 
+    @public_blp.page("A German HTML page: saved, or the form with what to correct")
     def post(self) -> Response:
         """Save name and lists, or unsubscribe from all lists."""
         token = request.form.get("token", "")

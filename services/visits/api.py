@@ -319,7 +319,7 @@ class PublicSignUpPage(MethodView):
             **kwargs,
         )
 
-    @public_blp.doc(responses={200: {"description": "A German HTML form"}})
+    @public_blp.page("A German HTML form")
     def get(self, training_id: uuid.UUID) -> Any:
         """The sign-up form (HTML)."""
         try:
@@ -327,7 +327,7 @@ class PublicSignUpPage(MethodView):
         except DomainError as exc:
             return pages.error_page(exc.status, exc.detail)
 
-    @public_blp.doc(responses={200: {"description": "A German HTML page"}})
+    @public_blp.page("A German HTML page")
     def post(self, training_id: uuid.UUID) -> Any:
         """Sign up from the form (form-encoded); the same use case as the JSON sign-up."""
         values = request.form.to_dict()
@@ -389,11 +389,13 @@ def _link(token: str, purpose: str, *, act: bool) -> Any:
 
 @links_blp.route("/registrations/<string:token>/confirm")
 class ConfirmLink(MethodView):
+    @links_blp.page("A German HTML page; JSON to a client that asks for it")
     @links_blp.response(200, schemas.LinkResultSchema)
     def get(self, token: str) -> Any:
         """The page behind the confirmation link, with the button that confirms."""
         return _link(token, services.CONFIRM_PURPOSE, act=False)
 
+    @links_blp.page("A German HTML page; JSON to a client that asks for it")
     @links_blp.response(200, schemas.LinkResultSchema)
     def post(self, token: str) -> Any:
         """Confirm: a seat if one is free, else the waitlist (with the position)."""
@@ -402,11 +404,13 @@ class ConfirmLink(MethodView):
 
 @links_blp.route("/registrations/<string:token>/cancel")
 class CancelLink(MethodView):
+    @links_blp.page("A German HTML page; JSON to a client that asks for it")
     @links_blp.response(200, schemas.LinkResultSchema)
     def get(self, token: str) -> Any:
         """The page behind the cancel link, with the button that cancels."""
         return _link(token, services.CANCEL_PURPOSE, act=False)
 
+    @links_blp.page("A German HTML page; JSON to a client that asks for it")
     @links_blp.response(200, schemas.LinkResultSchema)
     def post(self, token: str) -> Any:
         """Cancel: frees the seat; the first on the waitlist moves up and is told."""

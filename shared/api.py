@@ -4,8 +4,10 @@ problem+json errors and paginated lists."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import flask_smorest
 import marshmallow as ma
@@ -190,6 +192,34 @@ class Api(flask_smorest.Api):
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return http_exception_problem(error)
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+# Times the office gives (a visit's, a training's, a deadline, a consent, a send) fall in
+# these years; one outside is a typo ("0224" for "2024"), and before 1893 Berlin's local
+# mean time had an offset of seconds, which no ISO 8601 time can write.
+YEARS = range(2000, 2100)
+
+
+class BerlinDateTime(ma.fields.DateTime):
+    """Times of every API: ISO 8601 in, in the years 2000 to 2099, one without an offset
+    being Europe/Berlin wall time; out in Europe/Berlin with the offset."""
+
+    default_error_messages = {"years": f"Must be in the years {YEARS[0]} to {YEARS[-1]}."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        result: datetime = super()._deserialize(value, attr, data, **kwargs)
+        if result.tzinfo is None:
+            result = result.replace(tzinfo=BERLIN)
+        # The year as given first: converting year 1 or 9999 to Berlin time could overflow.
+        if result.year not in YEARS or result.astimezone(BERLIN).year not in YEARS:
+            raise self.make_error("years")
+        return result
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return str(value.astimezone(BERLIN).isoformat())
 
 
 class PageArgs(ma.Schema):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import decimal
 import json
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import marshmallow as ma
 from marshmallow import validate
 
-from shared.api import PageArgs, page_schema
+from shared.api import BerlinDateTime, PageArgs, page_schema
 from shared.auth import STAFF_ROLES
 
 from .models import (
@@ -23,8 +21,6 @@ from .models import (
     ROLES,
 )
 from .websites import InvalidHost, port_in_range, with_ascii_host, with_scheme
-
-BERLIN = ZoneInfo("Europe/Berlin")
 
 
 class TokenRequestSchema(ma.Schema):
@@ -53,15 +49,6 @@ class UserPatchSchema(ma.Schema):
     role = ma.fields.String(validate=validate.OneOf(STAFF_ROLES))
     is_active = ma.fields.Boolean()
     password = ma.fields.String(load_only=True, validate=validate.Length(min=12, max=1024))
-
-
-class BerlinDateTime(ma.fields.DateTime):
-    """Stored in UTC, shown in Europe/Berlin (ISO 8601 with offset)."""
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if isinstance(value, datetime):
-            value = value.astimezone(BERLIN)
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class UserOutSchema(ma.Schema):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from shared.api import PageArgs
+from shared.api import BerlinDateTime, PageArgs
 
 from .models import BODY_FORMATS, CONSENT_SOURCES, SUBSCRIBER_STATES, SUBSCRIPTION_STATUSES
 
@@ -44,7 +44,7 @@ class ListOutSchema(ma.Schema):
     description = ma.fields.String()
     public = ma.fields.Boolean()
     training_signup = ma.fields.Boolean()
-    created_at = ma.fields.DateTime()
+    created_at = BerlinDateTime()
 
 
 class PublicSubscribeSchema(ma.Schema):
@@ -63,7 +63,7 @@ class ConsentSourceSchema(ma.Schema):
     source = ma.fields.String(required=True, validate=validate.OneOf(CONSENT_SOURCES))
     consent_text_version = one_line(100, required=True)
     note = ma.fields.String(required=True, validate=validate.Length(min=1, max=2000))
-    consented_at = ma.fields.AwareDateTime(required=True)
+    consented_at = BerlinDateTime(required=True)
 
 
 class SubscriberInSchema(ma.Schema):
@@ -120,15 +120,15 @@ class SubscriberOutSchema(ma.Schema):
     name = ma.fields.String()
     organisation_id = ma.fields.UUID(allow_none=True)
     state = ma.fields.String()
-    created_at = ma.fields.DateTime()
+    created_at = BerlinDateTime()
 
 
 class SubscriptionOutSchema(ma.Schema):
     list_id = ma.fields.UUID()
     status = ma.fields.String()
-    created_at = ma.fields.DateTime()
-    confirmed_at = ma.fields.DateTime(allow_none=True)
-    unsubscribed_at = ma.fields.DateTime(allow_none=True)
+    created_at = BerlinDateTime()
+    confirmed_at = BerlinDateTime(allow_none=True)
+    unsubscribed_at = BerlinDateTime(allow_none=True)
 
 
 class ConsentOutSchema(ma.Schema):
@@ -137,10 +137,10 @@ class ConsentOutSchema(ma.Schema):
     source = ma.fields.String()
     consent_text_version = ma.fields.String()
     note = ma.fields.String()
-    requested_at = ma.fields.DateTime()
+    requested_at = BerlinDateTime()
     request_ip = ma.fields.String(allow_none=True)
     request_user_agent = ma.fields.String(allow_none=True)
-    confirmed_at = ma.fields.DateTime(allow_none=True)
+    confirmed_at = BerlinDateTime(allow_none=True)
     confirm_ip = ma.fields.String(allow_none=True)
     confirm_user_agent = ma.fields.String(allow_none=True)
 
@@ -196,12 +196,12 @@ class CampaignOutSchema(ma.Schema):
     list_ids = ma.fields.List(ma.fields.UUID())
     segment = ma.fields.Dict()
     state = ma.fields.String()
-    scheduled_at = ma.fields.DateTime(allow_none=True)
-    started_at = ma.fields.DateTime(allow_none=True)
-    finished_at = ma.fields.DateTime(allow_none=True)
+    scheduled_at = BerlinDateTime(allow_none=True)
+    started_at = BerlinDateTime(allow_none=True)
+    finished_at = BerlinDateTime(allow_none=True)
     paused_reason = ma.fields.String(allow_none=True)
     total = ma.fields.Integer()
-    created_at = ma.fields.DateTime()
+    created_at = BerlinDateTime()
 
 
 class TestSendSchema(ma.Schema):
@@ -210,7 +210,7 @@ class TestSendSchema(ma.Schema):
 
 
 class ScheduleSchema(ma.Schema):
-    at = ma.fields.AwareDateTime(required=True)
+    at = BerlinDateTime(required=True)
 
 
 class ProgressSchema(ma.Schema):
@@ -226,9 +226,9 @@ class ProgressSchema(ma.Schema):
     skipped = ma.fields.Integer()
     unsubscribed = ma.fields.Integer()
     rate_per_second = ma.fields.Float()
-    estimated_end = ma.fields.DateTime(allow_none=True)
-    started_at = ma.fields.DateTime(allow_none=True)
-    finished_at = ma.fields.DateTime(allow_none=True)
+    estimated_end = BerlinDateTime(allow_none=True)
+    started_at = BerlinDateTime(allow_none=True)
+    finished_at = BerlinDateTime(allow_none=True)
 
 
 class BounceJsonSchema(ma.Schema):
@@ -250,7 +250,7 @@ class UnsubscribedSchema(ma.Schema):
 class SuppressionOutSchema(ma.Schema):
     email = ma.fields.String()
     reason = ma.fields.String()
-    created_at = ma.fields.DateTime()
+    created_at = BerlinDateTime()
 
 
 class DigestScheduleInSchema(ma.Schema):
@@ -285,4 +285,4 @@ class DigestRunOutSchema(ma.Schema):
     outcome = ma.fields.String()
     campaign_id = ma.fields.UUID(allow_none=True)
     training_ids = ma.fields.List(ma.fields.String())
-    created_at = ma.fields.DateTime()
+    created_at = BerlinDateTime()

@@ -1,51 +1,20 @@
 """Visits' payloads: In (requests), Out (responses), QueryArgs.
 
-Times come in as ISO 8601; one without an offset is Europe/Berlin wall time. Times go out
-as ISO 8601 in Europe/Berlin with the offset.
+Times are ``shared.api.BerlinDateTime``: ISO 8601 in, one without an offset being
+Europe/Berlin wall time; out in Europe/Berlin with the offset.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import marshmallow as ma
 from marshmallow import validate
 
-from shared.api import PageArgs
+from shared.api import BerlinDateTime, PageArgs
 from shared.mail import has_line_break
 
 from .models import CHANNELS, REGISTRATION_STATUSES, TRAINING_STATUSES
-
-BERLIN = ZoneInfo("Europe/Berlin")
-
-
-# Times the office gives (visits, trainings, deadlines) fall in these years; one outside is a
-# typo ("0224" for "2024"), and before 1893 Berlin had no offset that ISO 8601 can write.
-YEARS = range(2000, 2100)
-
-
-class BerlinDateTime(ma.fields.DateTime):
-    """ISO 8601 in, in the years 2000 to 2099; a naive value is Berlin time. Out: Berlin time
-    with its offset."""
-
-    default_error_messages = {"years": f"Must be in the years {YEARS[0]} to {YEARS[-1]}."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        result: datetime = super()._deserialize(value, attr, data, **kwargs)
-        if result.tzinfo is None:
-            result = result.replace(tzinfo=BERLIN)
-        # The year as given first: converting year 1 or 9999 to Berlin time could overflow.
-        if result.year not in YEARS or result.astimezone(BERLIN).year not in YEARS:
-            raise self.make_error("years")
-        return result
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None:
-            return None
-        return str(value.astimezone(BERLIN).isoformat())
-
 
 # Outreach visits.
 

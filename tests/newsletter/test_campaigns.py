@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from services.newsletter.models import Subscriber, Subscription
+from shared.api import BERLIN
 from shared.db import get_database
 from shared.smtp_sink import SinkHandler
 from shared.testing import auth, unique_email, wait_until
@@ -317,9 +318,13 @@ def test_pause_resume_cancel_and_schedule(
         f"{base}/schedule", json={"at": "2020-01-01T09:00:00+01:00"}, headers=writer
     )
     assert past.status_code == 422
-    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    scheduled = newsletter_client.post(f"{base}/schedule", json={"at": at}, headers=writer)
+    at = datetime.now(UTC) + timedelta(hours=1)
+    # A time without an offset is Berlin's, and times come back in Berlin time, as in the
+    # other services.
+    naive = at.astimezone(BERLIN).replace(tzinfo=None).isoformat()
+    scheduled = newsletter_client.post(f"{base}/schedule", json={"at": naive}, headers=writer)
     assert scheduled.get_json()["state"] == "scheduled"
+    assert scheduled.get_json()["scheduled_at"] == at.astimezone(BERLIN).isoformat()
     with newsletter_app.app_context(), get_database(newsletter_app).session() as session:
         assert uuid.UUID(campaign["id"]) not in use_cases.due_campaigns(session, datetime.now(UTC))
     # No worker runs here: the state machine alone.

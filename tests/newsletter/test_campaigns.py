@@ -133,7 +133,8 @@ def test_campaign_to_two_lists_then_one_click_unsubscribe_then_no_more_mail(
 
     follow_up = _campaign(newsletter_client, writer, [schmarl, gross_klein], subject="Nachtrag")
     newsletter_client.post(f"/api/v1/campaigns/{follow_up['id']}/send", headers=writer)
-    assert _finished(newsletter_client, writer, follow_up["id"])["sent"] == 4
+    finished = _finished(newsletter_client, writer, follow_up["id"])
+    assert finished["sent"] == 4, finished
     assert len(smtp_sink.to(both[0])) == 1
     assert all(len(smtp_sink.to(a)) == 2 for a in only_a + only_b)
 

@@ -175,6 +175,12 @@ class ProblemSchema(ma.Schema):
     detail = ma.fields.String()
     instance = ma.fields.String()
     errors = ma.fields.Dict(metadata={"description": "Messages per field"})
+    code = ma.fields.String(
+        metadata={"description": "Why, for programs: last_admin, suppressed, owner_kind, erased"}
+    )
+    current_version = ma.fields.Integer(
+        metadata={"description": "Of a record changed meanwhile: its version now"}
+    )
 
 
 class Api(flask_smorest.Api):

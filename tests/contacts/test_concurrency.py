@@ -15,6 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import jsonschema
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -104,6 +105,9 @@ def test_two_patches_of_the_same_version_one_wins_the_other_is_409(
     lost = next(r for r in responses if r.status_code == 409)
     assert lost.mimetype == PROBLEM_MIMETYPE
     assert lost.get_json()["current_version"] == 2
+    # The OpenAPI document's problem schema holds what a conflict carries.
+    document = contacts_app.test_client().get("/api/v1/openapi.json").get_json()
+    jsonschema.validate(lost.get_json(), document["components"]["schemas"]["Problem"])
     assert won["version"] == 2
     now = contacts_app.test_client().get(path, headers=coordinator).get_json()
     assert now["version"] == 2

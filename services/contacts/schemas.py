@@ -473,37 +473,42 @@ class UploadFileSchema(ma.Schema):
     file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
 
 
+class ColumnMapping(ma.fields.Field):
+    """A form part holding JSON: CSV header -> field name, or null to ignore the column.
+    Documented as an object, which a multipart body sends as JSON (OpenAPI 3.0)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        nullable_name = {"type": "string", "nullable": True}
+        kwargs.setdefault("metadata", {}).update(type="object", additionalProperties=nullable_name)
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not value:
+            return {}
+        try:
+            mapping = json.loads(value)
+        except (TypeError, ValueError) as exc:
+            raise ma.ValidationError("Not valid JSON.") from exc
+        if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mapping.items()
+        ):
+            raise ma.ValidationError("An object of header -> field name or null.")
+        return mapping
+
+
 class UploadFormSchema(ma.Schema):
     # Read from the files part (UploadFileSchema); named here so that the OpenAPI document
     # shows one multipart body with both fields.
     file = ma.fields.Raw(metadata={"type": "string", "format": "binary"})
-    mapping = ma.fields.String(
-        metadata={
-            "description": 'JSON: CSV header -> field (or null to ignore), e.g. {"Kunde": "name"}'
-        }
+    mapping = ColumnMapping(
+        load_default=dict,
+        metadata={"description": 'CSV header -> field (or null to ignore), e.g. {"Kunde": "name"}'},
     )
     background = ma.fields.Boolean(
         load_default=None,
         allow_none=True,
         metadata={"description": "Check the rows in a worker; by default only large files are"},
     )
-
-    @ma.post_load
-    def _parse_mapping(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        text = data.get("mapping")
-        if not text:
-            data["mapping"] = {}
-            return data
-        try:
-            mapping = json.loads(text)
-        except ValueError as exc:
-            raise ma.ValidationError("Not valid JSON.", "mapping") from exc
-        if not isinstance(mapping, dict) or not all(
-            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mapping.items()
-        ):
-            raise ma.ValidationError("An object of header -> field name or null.", "mapping")
-        data["mapping"] = mapping
-        return data
 
 
 class ImportCommitSchema(ma.Schema):

@@ -44,9 +44,22 @@ def test_errors_are_documented_as_they_are_sent(service: str, apps: dict[str, Fl
 def test_a_body_is_documented_as_required_where_a_field_of_it_is(apps: dict[str, Flask]) -> None:
     """Left out, a body is read as {}: a change of nothing is a body the operation can do
     without, a new organisation (a name is required) is not."""
-    paths = apps["contacts"].test_client().get("/api/v1/openapi.json").get_json()["paths"]
+    document = apps["contacts"].test_client().get("/api/v1/openapi.json").get_json()
+    paths = document["paths"]
     assert paths["/api/v1/organisations"]["post"]["requestBody"]["required"] is True
     assert paths["/api/v1/needs/{key}"]["patch"]["requestBody"]["required"] is False
     assert paths["/api/v1/organisations/{organisation_id}"]["patch"]["requestBody"]["required"] is (
         False
     )
+
+
+def test_an_imports_column_mapping_is_documented_as_the_json_object_it_is(
+    apps: dict[str, Flask],
+) -> None:
+    """An object in a multipart body is sent as JSON (OpenAPI 3.0): what the upload reads."""
+    document = apps["contacts"].test_client().get("/api/v1/openapi.json").get_json()
+    body = document["paths"]["/api/v1/imports"]["post"]["requestBody"]["content"]
+    ref = body["multipart/form-data"]["schema"]["$ref"]
+    mapping = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["mapping"]
+    assert mapping["type"] == "object"
+    assert mapping["additionalProperties"] == {"type": "string", "nullable": True}

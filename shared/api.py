@@ -228,6 +228,17 @@ class BerlinDateTime(ma.fields.DateTime):
         return str(value.astimezone(BERLIN).isoformat())
 
 
+class Boolean(ma.fields.Boolean):
+    """``true`` or ``false``; as text (a query string, a form field) also marshmallow's
+    spellings of them (``on``, ``1``, ``yes``, …). A JSON number is no boolean: ``0`` is a
+    422, as the OpenAPI document's ``boolean`` says."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class PageArgs(ma.Schema):
     page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
     per_page = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))

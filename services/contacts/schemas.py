@@ -9,7 +9,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
-from shared.api import BerlinDateTime, PageArgs, page_schema
+from shared.api import BerlinDateTime, Boolean, PageArgs, page_schema
 from shared.auth import STAFF_ROLES
 
 from .models import (
@@ -47,7 +47,7 @@ class UserInSchema(ma.Schema):
 class UserPatchSchema(ma.Schema):
     name = ma.fields.String(validate=validate.Length(max=200))
     role = ma.fields.String(validate=validate.OneOf(STAFF_ROLES))
-    is_active = ma.fields.Boolean()
+    is_active = Boolean()
     password = ma.fields.String(load_only=True, validate=validate.Length(min=12, max=1024))
 
 
@@ -56,7 +56,7 @@ class UserOutSchema(ma.Schema):
     email = ma.fields.String()
     name = ma.fields.String()
     role = ma.fields.String()
-    is_active = ma.fields.Boolean()
+    is_active = Boolean()
     created_at = BerlinDateTime()
     last_login_at = BerlinDateTime(allow_none=True)
 
@@ -217,7 +217,7 @@ class OrganisationOutSchema(ma.Schema):
     tags = ma.fields.List(ma.fields.String())
     notes = ma.fields.String()
     people = ma.fields.List(ma.fields.Nested(RoleOutSchema), attribute="roles")
-    archived = ma.fields.Boolean()
+    archived = Boolean()
     version = ma.fields.Integer()
     created_at = BerlinDateTime()
     updated_at = BerlinDateTime()
@@ -229,7 +229,7 @@ _FILTER_NAME = ma.fields.String(validate=validate.Length(min=1))
 
 class ListArgs(PageArgs):
     sort = ma.fields.String(load_default=None)
-    archived = ma.fields.Boolean(
+    archived = Boolean(
         load_default=False, metadata={"description": "List archived records instead"}
     )
 
@@ -280,7 +280,7 @@ class PersonOutSchema(ma.Schema):
     phone = ma.fields.String(allow_none=True)
     notes = ma.fields.String()
     roles = ma.fields.List(ma.fields.Nested(RoleOutSchema))
-    archived = ma.fields.Boolean()
+    archived = Boolean()
     version = ma.fields.Integer()
     created_at = BerlinDateTime()
     updated_at = BerlinDateTime()
@@ -343,7 +343,7 @@ class PremisesOutSchema(ma.Schema):
     rent_per_m2 = ma.fields.Float(allow_none=True)
     available_from = ma.fields.Date(allow_none=True)
     notes = ma.fields.String()
-    archived = ma.fields.Boolean()
+    archived = Boolean()
     version = ma.fields.Integer()
     created_at = BerlinDateTime()
     updated_at = BerlinDateTime()
@@ -365,7 +365,7 @@ class PremisesQueryArgs(ListArgs):
 
 
 class ArchiveSchema(ma.Schema):
-    archived = ma.fields.Boolean(required=True)
+    archived = Boolean(required=True)
 
 
 class ChangeOutSchema(ma.Schema):
@@ -387,13 +387,13 @@ class DistrictInSchema(ma.Schema):
 
 class DistrictPatchSchema(ma.Schema):
     name = _name(120)
-    active = ma.fields.Boolean()
+    active = Boolean()
 
 
 class DistrictOutSchema(ma.Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
-    active = ma.fields.Boolean()
+    active = Boolean()
 
 
 class NeedInSchema(ma.Schema):
@@ -409,19 +409,19 @@ class NeedInSchema(ma.Schema):
 
 class NeedPatchSchema(ma.Schema):
     label = _name(120)
-    active = ma.fields.Boolean()
+    active = Boolean()
 
 
 class NeedOutSchema(ma.Schema):
     key = ma.fields.String()
     label = ma.fields.String()
-    active = ma.fields.Boolean()
+    active = Boolean()
 
 
 class SearchArgs(ma.Schema):
     q = ma.fields.String(required=True, validate=validate.Length(min=1, max=200))
     limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    archived = ma.fields.Boolean(load_default=False, metadata={"description": "Include archived"})
+    archived = Boolean(load_default=False, metadata={"description": "Include archived"})
 
 
 class HitSchema(ma.Schema):
@@ -504,7 +504,7 @@ class UploadFormSchema(ma.Schema):
         load_default=dict,
         metadata={"description": 'CSV header -> field (or null to ignore), e.g. {"Kunde": "name"}'},
     )
-    background = ma.fields.Boolean(
+    background = Boolean(
         load_default=None,
         allow_none=True,
         metadata={"description": "Check the rows in a worker; by default only large files are"},
@@ -513,7 +513,7 @@ class UploadFormSchema(ma.Schema):
 
 class ImportCommitSchema(ma.Schema):
     mode = ma.fields.String(required=True, validate=_one_of(("all_or_nothing", "valid_only")))
-    background = ma.fields.Boolean(
+    background = Boolean(
         load_default=None,
         allow_none=True,
         metadata={"description": "Run in a worker; by default only large files do"},
@@ -585,7 +585,7 @@ class PrivacyEmailSchema(ma.Schema):
 
 
 class PrivacyExportArgs(PrivacyEmailSchema):
-    download = ma.fields.Boolean(
+    download = Boolean(
         load_default=False,
         metadata={"description": "As a file to save (Content-Disposition: attachment)"},
     )

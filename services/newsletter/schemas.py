@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from shared.api import BerlinDateTime, PageArgs
+from shared.api import BerlinDateTime, Boolean, PageArgs
 
 from .models import BODY_FORMATS, CONSENT_SOURCES, SUBSCRIBER_STATES, SUBSCRIPTION_STATUSES
 
@@ -27,23 +27,23 @@ def one_line(max_length: int, **kwargs: object) -> ma.fields.String:
 class ListInSchema(ma.Schema):
     name = ma.fields.String(required=True, validate=[validate.Length(min=1, max=200), ONE_LINE])
     description = ma.fields.String(load_default="", validate=validate.Length(max=5000))
-    public = ma.fields.Boolean(load_default=True)
-    training_signup = ma.fields.Boolean(load_default=False)
+    public = Boolean(load_default=True)
+    training_signup = Boolean(load_default=False)
 
 
 class ListPatchSchema(ma.Schema):
     name = ma.fields.String(validate=[validate.Length(min=1, max=200), ONE_LINE])
     description = ma.fields.String(validate=validate.Length(max=5000))
-    public = ma.fields.Boolean()
-    training_signup = ma.fields.Boolean()
+    public = Boolean()
+    training_signup = Boolean()
 
 
 class ListOutSchema(ma.Schema):
     id = ma.fields.UUID()
     name = ma.fields.String()
     description = ma.fields.String()
-    public = ma.fields.Boolean()
-    training_signup = ma.fields.Boolean()
+    public = Boolean()
+    training_signup = Boolean()
     created_at = BerlinDateTime()
 
 
@@ -217,7 +217,7 @@ class ProgressSchema(ma.Schema):
     campaign_id = ma.fields.UUID()
     state = ma.fields.String()
     paused_reason = ma.fields.String(allow_none=True)
-    prepared = ma.fields.Boolean()
+    prepared = Boolean()
     total = ma.fields.Integer()
     sent = ma.fields.Integer()
     pending = ma.fields.Integer()
@@ -264,7 +264,7 @@ class DigestScheduleInSchema(ma.Schema):
         load_default="Schulungen und Workshops",
         validate=[validate.Length(min=1, max=300), ONE_LINE],
     )
-    active = ma.fields.Boolean(load_default=True)
+    active = Boolean(load_default=True)
 
 
 class DigestScheduleOutSchema(ma.Schema):
@@ -276,7 +276,7 @@ class DigestScheduleOutSchema(ma.Schema):
     hour = ma.fields.Integer()
     minute = ma.fields.Integer()
     subject = ma.fields.String()
-    active = ma.fields.Boolean()
+    active = Boolean()
 
 
 class DigestRunOutSchema(ma.Schema):

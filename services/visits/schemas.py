@@ -11,7 +11,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
-from shared.api import BerlinDateTime, PageArgs
+from shared.api import BerlinDateTime, Boolean, PageArgs
 from shared.mail import has_line_break
 
 from .models import CHANNELS, REGISTRATION_STATUSES, TRAINING_STATUSES
@@ -28,14 +28,14 @@ class FollowUpInSchema(ma.Schema):
         validate=validate.Length(min=1, max=254),
         metadata={"description": "Staff email; defaults to the author of the visit."},
     )
-    done = ma.fields.Boolean(load_default=False)
+    done = Boolean(load_default=False)
 
 
 class FollowUpPatchSchema(ma.Schema):
     what = ma.fields.String(validate=validate.Length(min=1, max=2000))
     due_on = ma.fields.Date(allow_none=True)
     assignee = ma.fields.String(validate=validate.Length(min=1, max=254))
-    done = ma.fields.Boolean()
+    done = Boolean()
 
 
 class FollowUpOutSchema(ma.Schema):
@@ -44,7 +44,7 @@ class FollowUpOutSchema(ma.Schema):
     what = ma.fields.String()
     due_on = ma.fields.Date(allow_none=True)
     assignee = ma.fields.String()
-    done = ma.fields.Boolean()
+    done = Boolean()
     done_at = BerlinDateTime(allow_none=True)
     organisation_id = ma.fields.Function(lambda f: str(f.visit.organisation_id))
     organisation_name = ma.fields.Function(lambda f: f.visit.organisation.name)
@@ -247,7 +247,7 @@ class SignUpInSchema(ma.Schema):
             r"^[0-9+()/ \-]{3,40}$", error="Bitte geben Sie eine gültige Telefonnummer an."
         ),
     )
-    newsletter = ma.fields.Boolean(
+    newsletter = Boolean(
         load_default=False,
         metadata={
             "description": "A separate, unticked box: asks for the newsletter's own double "
@@ -273,13 +273,13 @@ class RegistrationOutSchema(ma.Schema):
     organisation_name = ma.fields.String(allow_none=True)
     organisation_id = ma.fields.UUID(allow_none=True)
     phone = ma.fields.String(allow_none=True)
-    newsletter = ma.fields.Boolean()
+    newsletter = Boolean()
     status = ma.fields.String()
     waitlist_position = ma.fields.Integer(allow_none=True)
     created_at = BerlinDateTime()
     confirmed_at = BerlinDateTime(allow_none=True)
     cancelled_at = BerlinDateTime(allow_none=True)
-    attended = ma.fields.Boolean(allow_none=True)
+    attended = Boolean(allow_none=True)
 
 
 class LinkResultSchema(ma.Schema):
@@ -294,4 +294,4 @@ class RegistrationQueryArgs(ma.Schema):
 
 
 class AttendanceInSchema(ma.Schema):
-    attended = ma.fields.Boolean(required=True)
+    attended = Boolean(required=True)

@@ -311,6 +311,24 @@ def test_a_need_key_always_fits(
     assert fits.status_code == 201 and fits.get_json()["key"] == longest
 
 
+def test_a_boolean_is_true_or_false_not_a_number(
+    contacts_client: FlaskClient, admin: dict[str, str], coordinator: dict[str, str]
+) -> None:
+    made = contacts_client.post("/api/v1/needs", json={"label": f"Flag {suffix()}"}, headers=admin)
+    path = f"/api/v1/needs/{made.get_json()['key']}"
+    for number in (0, 1, 0.0):
+        refused = contacts_client.patch(path, json={"active": number}, headers=admin)
+        assert _errors(refused) == {"active": ["Not a valid boolean."]}, number
+    retired = contacts_client.patch(path, json={"active": False}, headers=admin)
+    assert retired.status_code == 200 and retired.get_json()["active"] is False
+    # In a query string a boolean is text, in any of its usual spellings.
+    for text_value in ("true", "1", "on"):
+        listed = contacts_client.get(
+            "/api/v1/organisations", query_string={"archived": text_value}, headers=coordinator
+        )
+        assert listed.status_code == 200, text_value
+
+
 # People's names.
 
 

@@ -141,15 +141,19 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
-    def page(self, description: str) -> Callable[[Any], Any]:
+    def page(self, description: str, json: type[ma.Schema] | None = None) -> Callable[[Any], Any]:
         """An operation that answers a German HTML page (a form, a link in a mail), its errors
         too: documented as ``text/html``, and its errors as a page or as problem+json (to a
         client asking for JSON where the operation offers it, and for a refused rate limit).
-        A JSON answer the operation documents beside the page (``response``) stays."""
+        ``json``: the schema of the answer to a client that asks for JSON instead (the
+        operation's ``response`` dumps it; this documents it beside the page)."""
         html = {"schema": {"type": "string"}}
+        content: dict[str, Any] = {"text/html": html}
+        if json is not None:
+            content["application/json"] = {"schema": json}
         return self.doc(
             responses={
-                "200": {"description": description, "content": {"text/html": html}},
+                "200": {"description": description, "content": content},
                 "default": {
                     "description": "An error: a German HTML page, or problem+json",
                     "content": {"text/html": html, PROBLEM_MIMETYPE: {"schema": ProblemSchema}},

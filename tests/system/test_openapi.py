@@ -63,3 +63,16 @@ def test_an_imports_column_mapping_is_documented_as_the_json_object_it_is(
     mapping = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["mapping"]
     assert mapping["type"] == "object"
     assert mapping["additionalProperties"] == {"type": "string", "nullable": True}
+
+
+def test_a_link_in_a_mail_is_documented_as_a_page_and_as_json(apps: dict[str, Flask]) -> None:
+    """It answers a page, or JSON to a client that asks for it (Accept)."""
+    paths = apps["visits"].test_client().get("/api/v1/openapi.json").get_json()["paths"]
+    for action in ("confirm", "cancel"):
+        for method in ("get", "post"):
+            answer = paths[f"/api/v1/public/registrations/{{token}}/{action}"][method]
+            content = answer["responses"]["200"]["content"]
+            assert set(content) == {"text/html", "application/json"}, (action, method)
+            assert content["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/LinkResult"
+            }

@@ -82,8 +82,11 @@ def start_sink(
     port: int = 0,
     folder: Path | None = None,
     responder: Responder | None = None,
+    handler: SinkHandler | None = None,
 ) -> tuple[Controller, SinkHandler]:
-    handler = SinkHandler(folder, responder)
+    """A sink on ``port`` (a free one by default); ``handler``: one of your own, a subclass
+    that answers some command its way, instead of one made of ``folder`` and ``responder``."""
+    handler = handler or SinkHandler(folder, responder)
     port = port or free_port(host)
     handler.port = port
     controller = Controller(handler, hostname=host, port=port, data_size_limit=50 * 1024 * 1024)

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -127,9 +126,7 @@ class _HoldingSink(SinkHandler):
 @pytest.fixture
 def holding_sink() -> Iterator[_HoldingSink]:
     handler = _HoldingSink()
-    handler.port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
+    controller, _ = start_sink(handler=handler)
     yield handler
     handler.released.set()
     controller.stop()

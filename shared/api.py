@@ -145,13 +145,14 @@ class Blueprint(flask_smorest.Blueprint):
         """An operation that answers a German HTML page (a form, a link in a mail), its errors
         too: documented as ``text/html``, and its errors as a page or as problem+json (to a
         client asking for JSON where the operation offers it, and for a refused rate limit).
-        ``json``: the schema of the answer to a client that asks for JSON instead (the
-        operation's ``response`` dumps it; this documents it beside the page)."""
+        ``json``: the schema of the answer to a client that asks for JSON instead; the
+        operation's answer is dumped with it, as ``response`` does, and documented beside
+        the page."""
         html = {"schema": {"type": "string"}}
         content: dict[str, Any] = {"text/html": html}
         if json is not None:
             content["application/json"] = {"schema": json}
-        return self.doc(
+        document = self.doc(
             responses={
                 "200": {"description": description, "content": content},
                 "default": {
@@ -160,6 +161,10 @@ class Blueprint(flask_smorest.Blueprint):
                 },
             }
         )
+        if json is None:
+            return document
+        dumped = self.response(200, json)
+        return lambda func: document(dumped(func))
 
     def files(self, schema: type[ma.Schema] | ma.Schema) -> Callable[[Any], Any]:
         """The files of a multipart body, parsed and checked as ``arguments`` are (a 422

@@ -387,20 +387,17 @@ def _link(token: str, purpose: str, *, act: bool) -> Any:
     )
 
 
+_LINK_PAGE = "A German HTML page; JSON to a client that asks for it"
+
+
 @links_blp.route("/registrations/<string:token>/confirm")
 class ConfirmLink(MethodView):
-    @links_blp.page(
-        "A German HTML page; JSON to a client that asks for it", schemas.LinkResultSchema
-    )
-    @links_blp.response(200, schemas.LinkResultSchema)
+    @links_blp.page(_LINK_PAGE, schemas.LinkResultSchema)
     def get(self, token: str) -> Any:
         """The page behind the confirmation link, with the button that confirms."""
         return _link(token, services.CONFIRM_PURPOSE, act=False)
 
-    @links_blp.page(
-        "A German HTML page; JSON to a client that asks for it", schemas.LinkResultSchema
-    )
-    @links_blp.response(200, schemas.LinkResultSchema)
+    @links_blp.page(_LINK_PAGE, schemas.LinkResultSchema)
     def post(self, token: str) -> Any:
         """Confirm: a seat if one is free, else the waitlist (with the position)."""
         return _link(token, services.CONFIRM_PURPOSE, act=True)
@@ -408,18 +405,12 @@ class ConfirmLink(MethodView):
 
 @links_blp.route("/registrations/<string:token>/cancel")
 class CancelLink(MethodView):
-    @links_blp.page(
-        "A German HTML page; JSON to a client that asks for it", schemas.LinkResultSchema
-    )
-    @links_blp.response(200, schemas.LinkResultSchema)
+    @links_blp.page(_LINK_PAGE, schemas.LinkResultSchema)
     def get(self, token: str) -> Any:
         """The page behind the cancel link, with the button that cancels."""
         return _link(token, services.CANCEL_PURPOSE, act=False)
 
-    @links_blp.page(
-        "A German HTML page; JSON to a client that asks for it", schemas.LinkResultSchema
-    )
-    @links_blp.response(200, schemas.LinkResultSchema)
+    @links_blp.page(_LINK_PAGE, schemas.LinkResultSchema)
     def post(self, token: str) -> Any:
         """Cancel: frees the seat; the first on the waitlist moves up and is told."""
         return _link(token, services.CANCEL_PURPOSE, act=True)
